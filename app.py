@@ -1,0 +1,631 @@
+"""Tandem's Flask application: settings, the webhook blueprint, and the operator CLI.
+
+``create_app()`` does all the wiring; importing this module does nothing. Settings come from
+``TANDEM_*`` environment variables (read once, validated), or from the ``config`` mapping a
+test or the demo passes in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask, jsonify
+from flask.cli import AppGroup
+from huey import Huey
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import Engine, func, inspect, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from sync import health, jobs, migrate
+from sync.db import make_engine, make_session_factory, transaction
+from sync.models import (
+    Connection,
+    ConnectionStatus,
+    DeadLetter,
+    DeadLetterStatus,
+    FieldMapOverride,
+    InboxEvent,
+)
+from sync.platforms import PlatformConfig, Platforms
+from sync.queue import JobQueue, make_huey
+from sync.secrets import Vault, load_keys
+from sync.worker import Reconciler, Worker, WorkerConfig, start_backfill
+
+
+class Settings(BaseSettings):
+    """Every setting, with the default that runs the embedded mode under ``var/``."""
+
+    model_config = SettingsConfigDict(env_prefix="TANDEM_", extra="forbid")
+
+    var_dir: Path = Path("var")
+    database_url: str | None = Field(
+        None, description="sqlite:///... (default var/tandem.db) or postgresql://..."
+    )
+    queue_url: str | None = Field(
+        None, description="default var/queue.db; or postgresql://... or redis://..."
+    )
+    encryption_keys: SecretStr | None = Field(
+        None, description="comma-separated Fernet keys, newest first"
+    )
+    shopify_client_secret: SecretStr | None = Field(
+        None, description="the app's client secret (webhook HMAC)"
+    )
+    shopify_api_version: str = "2026-01"
+    shopify_base_url: str = Field(
+        "https://{shop}", description="{shop} is replaced by the shop's domain"
+    )
+    hubspot_base_url: str = "https://api.hubapi.com"
+    allow_loopback: bool = Field(False, description="let connectors call 127.0.0.1 (sandbox only)")
+    webhook_max_bytes: int = Field(2 * 1024 * 1024, gt=0)
+    poll_interval_seconds: float = Field(300.0, gt=0)
+    poll_overlap_seconds: float = Field(300.0, ge=0)
+    lease_seconds: float = Field(120.0, gt=0)
+    reconcile_interval_seconds: float = Field(5.0, gt=0)
+    worker_threads: int = Field(2, ge=1, le=64)
+    bulk_chunk_roots: int = Field(250, ge=1, le=10_000, description="records per backfill job")
+    public_url: str = Field(
+        "http://127.0.0.1:5000", description="where platforms reach our webhooks"
+    )
+    sandbox_shopify_port: int = 8101
+    sandbox_hubspot_port: int = 8102
+    log_level: str = "INFO"
+
+    @field_validator("shopify_api_version")
+    @classmethod
+    def _known_shopify_version(cls, value: str) -> str:
+        # The ShopifyAPI package knows the version grammar (quarterly "YYYY-MM" releases and
+        # "unstable"); a typo here would otherwise surface as 404s from every call.
+        import shopify
+
+        try:
+            shopify.ApiVersion.coerce_to_version(value)
+        except (shopify.VersionNotFoundError, shopify.api_version.InvalidVersionError):
+            raise ValueError(f"{value!r} is not a Shopify API version (e.g. 2026-01)") from None
+        return value
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.var_dir / 'tandem.db').resolve()}"
+
+
+@dataclass
+class Tandem:
+    """What a request, a CLI command or a worker needs; lives in ``app.extensions["tandem"]``."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    vault: Vault
+    huey: Huey
+    queue: JobQueue
+    platforms: Platforms
+
+    def worker(self) -> Worker:
+        return Worker(
+            self.sessions,
+            self.platforms,
+            self.queue,
+            WorkerConfig(
+                lease_seconds=self.settings.lease_seconds,
+                poll_interval_seconds=self.settings.poll_interval_seconds,
+                poll_overlap_seconds=self.settings.poll_overlap_seconds,
+                bulk_chunk_roots=self.settings.bulk_chunk_roots,
+            ),
+        )
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app. ``config`` keys are Settings field names (they win over the environment).
+
+    Raises pydantic.ValidationError for invalid settings.
+    """
+    settings = Settings(**(config or {}))
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(settings.log_level)
+    # Huey logs every task at INFO: the queue's business, not the operator's.
+    logging.getLogger("huey").setLevel(max(logging.WARNING, logging.getLogger().level))
+    app = Flask("tandem")
+    app.config["TANDEM_WEBHOOK_MAX_BYTES"] = settings.webhook_max_bytes
+    engine = make_engine(settings.resolved_database_url())
+    sessions = make_session_factory(engine)
+    vault = Vault(
+        load_keys(
+            settings.encryption_keys.get_secret_value() if settings.encryption_keys else None,
+            settings.var_dir,
+        )
+    )
+    huey = make_huey(settings.queue_url, settings.var_dir)
+    platforms = Platforms(
+        PlatformConfig(
+            shopify_base_url=settings.shopify_base_url,
+            shopify_api_version=settings.shopify_api_version,
+            hubspot_base_url=settings.hubspot_base_url,
+            allow_loopback=settings.allow_loopback,
+        ),
+        sessions,
+        vault,
+    )
+    app.extensions["tandem"] = Tandem(
+        settings, engine, sessions, vault, huey, JobQueue(huey), platforms
+    )
+
+    from webhooks import bp as webhooks_bp
+
+    app.register_blueprint(webhooks_bp)
+
+    @app.get("/health")
+    def health_view():
+        with transaction(sessions) as session:
+            return jsonify(health.snapshot(session))
+
+    _register_cli(app)
+    return app
+
+
+def tandem_of(app: Flask) -> Tandem:
+    return app.extensions["tandem"]
+
+
+def _current() -> Tandem:
+    from flask import current_app
+
+    return tandem_of(current_app)
+
+
+def _require_schema(t: Tandem) -> None:
+    if not inspect(t.engine).has_table("jobs"):
+        raise click.ClickException("the database has no tables yet: run `flask db upgrade` first")
+
+
+def _get_connection(session: Session, connection_id: int) -> Connection:
+    connection = session.get(Connection, connection_id)
+    if connection is None:
+        raise click.ClickException(
+            f"no connection with id {connection_id} (see `flask connections list`)"
+        )
+    return connection
+
+
+def _get_dead_letter(session: Session, dead_letter_id: int) -> DeadLetter:
+    row = session.get(DeadLetter, dead_letter_id)
+    if row is None:
+        raise click.ClickException(
+            f"no dead letter {dead_letter_id} (see `flask deadletters list`)"
+        )
+    return row
+
+
+def create_connection(
+    t: Tandem,
+    *,
+    name: str,
+    shop: str,
+    shopify_token: str,
+    hubspot_token: str,
+    hubspot_account: str,
+    default_region: str | None = None,
+    backfill: bool = True,
+) -> int:
+    """Register a Shopify store + HubSpot account pair, check both sides, queue the backfill.
+
+    Raises ConfigurationError (bad shop domain, HubSpot refusing the properties) and
+    click.ClickException when the shop is already connected.
+    """
+    from connectors.shopify import normalise_shop_domain
+    from mapping import CUSTOM_PROPERTIES
+
+    shop = normalise_shop_domain(shop)
+    with transaction(t.sessions) as session:
+        existing = session.scalar(
+            select(Connection).where(
+                Connection.store_platform == "shopify", Connection.store_account == shop
+            )
+        )
+        if existing is not None:
+            raise click.ClickException(f"{shop} is already connection {existing.id}")
+        connection = Connection(
+            name=name,
+            store_platform="shopify",
+            store_account=shop,
+            crm_platform="hubspot",
+            crm_account=hubspot_account,
+            status=ConnectionStatus.PAUSED,
+            settings={"default_region": default_region} if default_region else {},
+        )
+        session.add(connection)
+        session.flush()
+        t.vault.put(session, connection.id, "store", "access_token", shopify_token)
+        t.vault.put(session, connection.id, "crm", "access_token", hubspot_token)
+        connection_id = connection.id
+        crm = t.platforms.crm(session, connection)
+    # Outside any transaction: a platform call must never hold the state store's write lock.
+    # Tandem-owned properties (external ids, consent, statuses) must exist before the first
+    # write; creating them is idempotent. A CRM that refuses leaves no half-made connection.
+    try:
+        crm.ensure_properties(CUSTOM_PROPERTIES)
+    except Exception:
+        with transaction(t.sessions) as session:
+            session.delete(session.get(Connection, connection_id))
+        raise
+    with transaction(t.sessions) as session:
+        session.get(Connection, connection_id).status = ConnectionStatus.ACTIVE
+        job_id = start_backfill(session, connection_id) if backfill else None
+    if job_id is not None:
+        t.queue.submit_quietly(job_id, priority=jobs.PRIORITY_BACKFILL)
+    return connection_id
+
+
+def _register_cli(app: Flask) -> None:
+    db = AppGroup("db", help="The state store's schema.")
+
+    @db.command("upgrade")
+    def db_upgrade() -> None:
+        """Create or migrate the state store's tables (idempotent)."""
+        migrate.upgrade(_current().engine)
+        click.echo("database is up to date")
+
+    app.cli.add_command(db)
+
+    secrets = AppGroup("secrets", help="Credentials at rest.")
+
+    @secrets.command("rotate")
+    def secrets_rotate() -> None:
+        """Re-encrypt every credential under the first key of TANDEM_ENCRYPTION_KEYS.
+
+        Restartable: each batch commits on its own, and a row is readable with either key
+        until the old key is removed from the setting.
+        """
+        t = _current()
+        _require_schema(t)
+        with transaction(t.sessions) as session:
+            count = t.vault.rotate(session)
+        click.echo(f"re-encrypted {count} credentials; the old key can now be removed")
+
+    app.cli.add_command(secrets)
+
+    @app.cli.command("worker")
+    @click.option(
+        "--threads", type=int, default=None, help="worker threads (default TANDEM_WORKER_THREADS)"
+    )
+    def worker_command(threads: int | None) -> None:
+        """Run jobs: the Huey consumer plus the reconciler (lost work, due polls)."""
+        t = _current()
+        _require_schema(t)
+        worker = t.worker()
+        t.queue.bind(worker.run)
+        reconciler = Reconciler(worker, t.settings.reconcile_interval_seconds)
+        reconciler.start()
+        consumer = t.huey.create_consumer(
+            workers=threads or t.settings.worker_threads,
+            worker_type="thread",
+            periodic=False,
+            check_worker_health=True,
+            # Idle workers poll the SQLite queue with backoff; cap it so a webhook waits at
+            # most a second for a worker (PostgresHuey is woken by LISTEN/NOTIFY anyway).
+            max_delay=1.0,
+        )
+        click.echo(f"worker: {threads or t.settings.worker_threads} threads; Ctrl-C stops")
+        try:
+            consumer.run()
+        finally:
+            reconciler.stop()
+
+    connections = AppGroup("connections", help="Store <-> CRM connections.")
+
+    @connections.command("create")
+    @click.option("--name", required=True)
+    @click.option("--shop", required=True, help="acme or acme.myshopify.com")
+    @click.option("--shopify-token", envvar="TANDEM_NEW_SHOPIFY_TOKEN", required=True)
+    @click.option("--hubspot-token", envvar="TANDEM_NEW_HUBSPOT_TOKEN", required=True)
+    @click.option("--hubspot-account", required=True, help="HubSpot portal id or label")
+    @click.option(
+        "--default-region", default=None, help="ISO country for phone numbers without one"
+    )
+    @click.option("--backfill/--no-backfill", default=True)
+    def connections_create(**options: Any) -> None:
+        """Connect a Shopify store to a HubSpot account."""
+        from connectors.errors import ConnectorError
+
+        t = _current()
+        _require_schema(t)
+        try:
+            connection_id = create_connection(t, **options)
+        except ConnectorError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(
+            f"connection {connection_id} created"
+            + (", backfill queued" if options["backfill"] else "")
+        )
+
+    @connections.command("list")
+    def connections_list() -> None:
+        t = _current()
+        _require_schema(t)
+        with transaction(t.sessions) as session:
+            for c in session.scalars(select(Connection).order_by(Connection.id)):
+                click.echo(
+                    f"{c.id}\t{c.status}\t{c.store_platform}:{c.store_account}\t{c.crm_platform}:{c.crm_account}\t{c.name}"
+                )
+
+    def _set_status(connection_id: int, status: ConnectionStatus) -> None:
+        t = _current()
+        _require_schema(t)
+        with transaction(t.sessions) as session:
+            _get_connection(session, connection_id).status = status
+            if status == ConnectionStatus.ACTIVE:
+                from sync import inbox
+
+                inbox.drain_job(session, connection_id)
+        click.echo(f"connection {connection_id} is {status}")
+
+    @connections.command("pause")
+    @click.argument("connection_id", type=int)
+    def connections_pause(connection_id: int) -> None:
+        """Stop syncing (webhooks are still stored and processed on resume)."""
+        _set_status(connection_id, ConnectionStatus.PAUSED)
+
+    @connections.command("resume")
+    @click.argument("connection_id", type=int)
+    def connections_resume(connection_id: int) -> None:
+        _set_status(connection_id, ConnectionStatus.ACTIVE)
+
+    app.cli.add_command(connections)
+
+    @app.cli.command("backfill")
+    @click.argument("connection_id", type=int)
+    def backfill_command(connection_id: int) -> None:
+        """Queue a full-history backfill of a connection."""
+        t = _current()
+        _require_schema(t)
+        with transaction(t.sessions) as session:
+            _get_connection(session, connection_id)
+            job_id = start_backfill(session, connection_id)
+        if job_id is None:
+            click.echo("a backfill is already queued for this connection")
+            return
+        t.queue.submit_quietly(job_id, priority=jobs.PRIORITY_BACKFILL)
+        click.echo(f"backfill queued (job {job_id})")
+
+    @app.cli.command("status")
+    @click.option("--json", "as_json", is_flag=True)
+    def status_command(as_json: bool) -> None:
+        """Health: connections, jobs, inbox, dead letters, checkpoints."""
+        t = _current()
+        _require_schema(t)
+        with transaction(t.sessions) as session:
+            snap = health.snapshot(session)
+        if as_json:
+            click.echo(json.dumps(snap, indent=2, default=str))
+        else:
+            click.echo(health.render(snap))
+
+    deadletters = AppGroup("deadletters", help="Records a platform refused.")
+
+    @deadletters.command("list")
+    @click.option("--connection", "connection_id", type=int, default=None)
+    @click.option("--all", "show_all", is_flag=True, help="include resolved ones")
+    def deadletters_list(connection_id: int | None, show_all: bool) -> None:
+        t = _current()
+        _require_schema(t)
+        with transaction(t.sessions) as session:
+            stmt = select(DeadLetter).order_by(DeadLetter.id)
+            if connection_id is not None:
+                stmt = stmt.where(DeadLetter.connection_id == connection_id)
+            if not show_all:
+                stmt = stmt.where(DeadLetter.status == DeadLetterStatus.OPEN)
+            for d in session.scalars(stmt):
+                click.echo(
+                    f"{d.id}\t{d.status}\tconnection {d.connection_id}\t{d.entity} {d.store_id}\t"
+                    f"{d.platform}: {d.reason}"
+                )
+
+    @deadletters.command("show")
+    @click.argument("dead_letter_id", type=int)
+    def deadletters_show(dead_letter_id: int) -> None:
+        """The platform's reason, its details, and the record as last received."""
+        t = _current()
+        _require_schema(t)
+        with transaction(t.sessions) as session:
+            row = _get_dead_letter(session, dead_letter_id)
+            click.echo(
+                json.dumps(
+                    {
+                        "id": row.id,
+                        "connection": row.connection_id,
+                        "entity": row.entity,
+                        "store_id": row.store_id,
+                        "status": row.status,
+                        "platform": row.platform,
+                        "reason": row.reason,
+                        "occurrences": row.occurrences,
+                        "details": row.details,
+                        "record": row.record,
+                        "updated_at": row.updated_at.isoformat(),
+                    },
+                    indent=2,
+                    ensure_ascii=False,
+                )
+            )
+
+    @deadletters.command("resolve")
+    @click.argument("dead_letter_id", type=int)
+    def deadletters_resolve(dead_letter_id: int) -> None:
+        """Close a dead letter without replaying it (the operator handled it another way)."""
+        t = _current()
+        _require_schema(t)
+        with transaction(t.sessions) as session:
+            row = _get_dead_letter(session, dead_letter_id)
+            row.status = DeadLetterStatus.RESOLVED
+        click.echo(f"dead letter {dead_letter_id} resolved")
+
+    @deadletters.command("replay")
+    @click.argument("dead_letter_id", type=int)
+    def deadletters_replay(dead_letter_id: int) -> None:
+        """Fetch the record afresh from the store and sync it again."""
+        from sync.worker import queue_refetch
+
+        t = _current()
+        _require_schema(t)
+        with transaction(t.sessions) as session:
+            row = _get_dead_letter(session, dead_letter_id)
+            job_id = queue_refetch(session, row)
+        t.queue.submit_quietly(job_id)
+        click.echo(f"replay queued (job {job_id})")
+
+    app.cli.add_command(deadletters)
+
+    @app.cli.command("inbox")
+    @click.option("--status", default="unroutable", show_default=True)
+    @click.option("--limit", default=50, show_default=True)
+    def inbox_command(status: str, limit: int) -> None:
+        """List webhook deliveries by status (e.g. unroutable: signed, but no connection)."""
+        t = _current()
+        _require_schema(t)
+        with transaction(t.sessions) as session:
+            total = session.scalar(
+                select(func.count(InboxEvent.id)).where(InboxEvent.status == status)
+            )
+            click.echo(f"{total} deliveries {status}")
+            for e in session.scalars(
+                select(InboxEvent)
+                .where(InboxEvent.status == status)
+                .order_by(InboxEvent.id.desc())
+                .limit(limit)
+            ):
+                click.echo(
+                    f"{e.id}\t{e.received_at:%Y-%m-%d %H:%M:%S}\t{e.platform}\t{e.account}\t{e.topic}\t{e.delivery_id}"
+                )
+
+    @app.cli.command("sandbox")
+    @click.option("--customers", default=500, show_default=True)
+    @click.option("--orders", default=2000, show_default=True)
+    @click.option("--connect/--no-connect", default=True, help="also register the connection here")
+    def sandbox_command(customers: int, orders: int, connect: bool) -> None:
+        """Serve the Shopify and HubSpot simulators on loopback, seeded, until Ctrl-C.
+
+        The simulated shop sends its signed webhooks to TANDEM_PUBLIC_URL, so `flask run` and
+        `flask worker` (configured by the same environment) keep HubSpot in step with it.
+        """
+        import demo
+
+        t = _current()
+        s = t.settings
+        shopify_url = f"http://127.0.0.1:{s.sandbox_shopify_port}/{{shop}}"
+        hubspot_url = f"http://127.0.0.1:{s.sandbox_hubspot_port}"
+        secret = s.shopify_client_secret.get_secret_value() if s.shopify_client_secret else None
+        if connect and (
+            s.shopify_base_url != shopify_url
+            or s.hubspot_base_url != hubspot_url
+            or not s.allow_loopback
+            or not secret
+        ):
+            raise click.ClickException(
+                "point Tandem at the simulators first (the same variables for `flask run` and "
+                "`flask worker`):\n"
+                f"  export TANDEM_SHOPIFY_BASE_URL='{shopify_url}' TANDEM_HUBSPOT_BASE_URL={hubspot_url} "
+                "TANDEM_ALLOW_LOOPBACK=1 TANDEM_SHOPIFY_CLIENT_SECRET=<any string>"
+            )
+        if connect:
+            _require_schema(t)
+        env = demo.start_sandbox(
+            shopify_port=s.sandbox_shopify_port,
+            hubspot_port=s.sandbox_hubspot_port,
+            customers=customers,
+            orders=orders,
+            client_secret=secret,
+            webhook_url=f"{s.public_url.rstrip('/')}/webhooks/shopify",
+        )
+        click.echo(
+            f"Shopify simulator: {env.shopify.url}  (shop {env.shop}; webhooks to {s.public_url})"
+        )
+        click.echo(f"HubSpot simulator: {env.hubspot.url}  (portal {env.portal_id})")
+        if connect:
+            connection_id = demo.connect(t, env)
+            click.echo(f"connection {connection_id} created; backfill queued (run `flask worker`)")
+        click.echo("Ctrl-C stops the simulators")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            env.stop()
+
+    fieldmap = AppGroup("fieldmap", help="Per-connection changes to the default field map.")
+
+    @fieldmap.command("set")
+    @click.argument("connection_id", type=int)
+    @click.argument("entity", type=click.Choice(["contact", "deal", "line_item"]))
+    @click.argument("crm_property")
+    @click.argument("source_path", required=False)
+    @click.option("--drop", is_flag=True, help="stop writing this property")
+    def fieldmap_set(
+        connection_id: int, entity: str, crm_property: str, source_path: str | None, drop: bool
+    ) -> None:
+        """Map CRM_PROPERTY from SOURCE_PATH (e.g. default_address.city), or --drop it."""
+        from mapping import (
+            DEFAULT_CONTACT_FIELDS,
+            DEFAULT_DEAL_FIELDS,
+            DEFAULT_LINE_ITEM_FIELDS,
+            FieldMapError,
+        )
+        from mapping import apply_overrides as apply
+
+        if drop == (source_path is not None):
+            raise click.UsageError("give either SOURCE_PATH or --drop")
+        t = _current()
+        _require_schema(t)
+        base = {
+            "contact": DEFAULT_CONTACT_FIELDS,
+            "deal": DEFAULT_DEAL_FIELDS,
+            "line_item": DEFAULT_LINE_ITEM_FIELDS,
+        }
+        with transaction(t.sessions) as session:
+            _get_connection(session, connection_id)
+            existing = {
+                row.crm_property: row.source_path
+                for row in session.scalars(
+                    select(FieldMapOverride).where(
+                        FieldMapOverride.connection_id == connection_id,
+                        FieldMapOverride.entity == entity,
+                    )
+                )
+            }
+            try:
+                apply(base[entity], {**existing, crm_property: source_path})
+            except FieldMapError as exc:
+                raise click.ClickException(str(exc)) from None
+            row = session.scalar(
+                select(FieldMapOverride).where(
+                    FieldMapOverride.connection_id == connection_id,
+                    FieldMapOverride.entity == entity,
+                    FieldMapOverride.crm_property == crm_property,
+                )
+            )
+            if row is None:
+                row = FieldMapOverride(
+                    connection_id=connection_id, entity=entity, crm_property=crm_property
+                )
+                session.add(row)
+            row.source_path = source_path
+        click.echo(
+            f"{entity}.{crm_property} <- {source_path or '(dropped)'} for connection {connection_id}"
+        )
+
+    app.cli.add_command(fieldmap)
+
+    @app.cli.command("demo")
+    @click.option("--customers", default=500, show_default=True)
+    @click.option("--orders", default=2000, show_default=True)
+    @click.option("--store", type=click.Choice(["shopify"]), default="shopify", show_default=True)
+    def demo_command(customers: int, orders: int, store: str) -> None:
+        """Seed a simulated store, sync it into a simulated HubSpot, keep it in step, report."""
+        import demo
+
+        sys.exit(demo.run(customers=customers, orders=orders))

@@ -1,0 +1,504 @@
+"""The demo, and the harness the end-to-end tests share with it.
+
+``flask demo`` starts the Shopify and HubSpot simulators and Tandem itself (webhook receiver and
+workers) in this process, on loopback ports, with a throwaway state store; seeds a store,
+connects it, backfills, simulates live activity through signed webhooks (some dropped, some
+duplicated, so polling has to catch up), waits until HubSpot matches the store, and prints what
+happened. Same connectors, same engine as production: only configuration points them at the
+simulators.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import requests
+from cryptography.fernet import Fernet
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import func, select
+
+from sandbox.hubspot import create_app as create_hubspot
+from sandbox.server import RunningServer, serve
+from sandbox.shopify import create_app as create_shopify
+from sync import migrate
+from sync.db import transaction
+from sync.models import DeadLetter, DeadLetterStatus, InboxEvent, Job, JobStatus, Link
+from sync.worker import InProcessWorker
+
+SHOP = "tandem-demo.myshopify.com"
+PORTAL_ID = 4242
+WEBHOOK_TOPICS = [
+    "customers/create",
+    "customers/update",
+    "customers/delete",
+    "orders/create",
+    "orders/updated",
+]
+
+
+@dataclass
+class Sandbox:
+    """Running simulators and the accounts made in them."""
+
+    shopify: RunningServer
+    hubspot: RunningServer
+    shop: str
+    shopify_token: str
+    client_secret: str
+    hubspot_token: str
+    portal_id: int
+
+    def control(self, server: RunningServer, method: str, path: str, **kwargs: Any) -> Any:
+        response = requests.request(method, f"{server.url}/_sandbox{path}", timeout=30, **kwargs)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def shop_control(self, method: str, path: str = "", **kwargs: Any) -> Any:
+        return self.control(self.shopify, method, f"/shops/{self.shop}{path}", **kwargs)
+
+    def store_dump(self) -> dict[str, Any]:
+        return self.shop_control("GET", "/dump")
+
+    def crm_dump(self) -> dict[str, Any]:
+        return self.control(self.hubspot, "GET", f"/portals/{self.portal_id}/dump")
+
+    def subscribe(self, webhook_url: str) -> None:
+        self.shop_control(
+            "POST", "/webhooks", json={"address": webhook_url, "topics": WEBHOOK_TOPICS}
+        )
+
+    def stop(self) -> None:
+        self.shopify.stop()
+        self.hubspot.stop()
+
+
+def start_sandbox(
+    *,
+    shopify_port: int = 0,
+    hubspot_port: int = 0,
+    customers: int = 500,
+    orders: int = 2000,
+    seed: int = 7,
+    webhook_url: str | None = None,
+    restore_rate: float = 1000.0,
+    hubspot_limit: int = 190,
+    client_secret: str | None = None,
+) -> Sandbox:
+    """Start both simulators, create and seed the shop and the HubSpot portal.
+
+    The shop restores 1000 cost points a second, as a Shopify Plus store does
+    (https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits); at the Standard
+    plan's 100 a second, polling a few hundred changed orders takes minutes, not seconds.
+    """
+    shopify = serve(create_shopify(restore_rate=restore_rate), port=shopify_port)
+    hubspot = serve(create_hubspot(), port=hubspot_port)
+    sandbox = Sandbox(
+        shopify=shopify,
+        hubspot=hubspot,
+        shop=SHOP,
+        shopify_token=f"shpat_{secrets.token_hex(16)}",
+        client_secret=client_secret or secrets.token_hex(16),
+        hubspot_token=f"pat-na1-{secrets.token_hex(16)}",
+        portal_id=PORTAL_ID,
+    )
+    sandbox.control(
+        shopify,
+        "POST",
+        "/shops",
+        json={
+            "domain": SHOP,
+            "access_token": sandbox.shopify_token,
+            "client_secret": sandbox.client_secret,
+            "currency": "USD",
+            "country": "US",
+            "timezone": "America/New_York",
+            "name": "Tandem Demo",
+        },
+    )
+    sandbox.shop_control(
+        "POST", "/seed", json={"customers": customers, "orders": orders, "seed": seed}
+    )
+    # Professional tier: 190 requests per 10 s (https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines)
+    sandbox.control(
+        hubspot,
+        "POST",
+        "/portals",
+        json={
+            "token": sandbox.hubspot_token,
+            "portal_id": PORTAL_ID,
+            "name": "Demo",
+            "limits": {"burst": hubspot_limit},
+        },
+    )
+    if webhook_url:
+        sandbox.subscribe(webhook_url)
+    return sandbox
+
+
+def connect(t, sandbox: Sandbox, *, backfill: bool = True) -> int:
+    """Register the sandbox shop + portal as a Tandem connection (as `flask connections create`)."""
+    from app import create_connection
+
+    return create_connection(
+        t,
+        name="Tandem Demo",
+        shop=sandbox.shop,
+        shopify_token=sandbox.shopify_token,
+        hubspot_token=sandbox.hubspot_token,
+        hubspot_account=str(sandbox.portal_id),
+        default_region="US",
+        backfill=backfill,
+    )
+
+
+def sandbox_config(sandbox: Sandbox, var_dir: Path, **overrides: Any) -> dict[str, Any]:
+    """Tandem settings that point every connector at the simulators."""
+    return {
+        "var_dir": var_dir,
+        "encryption_keys": Fernet.generate_key().decode(),
+        "shopify_client_secret": sandbox.client_secret,
+        "shopify_base_url": f"{sandbox.shopify.url}/{{shop}}",
+        "hubspot_base_url": sandbox.hubspot.url,
+        "allow_loopback": True,
+        "poll_interval_seconds": 3.0,
+        "poll_overlap_seconds": 60.0,
+        "lease_seconds": 30.0,
+        "reconcile_interval_seconds": 0.5,
+        "log_level": "WARNING",
+        **overrides,
+    }
+
+
+# ---------------------------------------------------------------------------- comparing
+@dataclass
+class Comparison:
+    """Where HubSpot differs from the store (empty ``problems``: in step)."""
+
+    problems: list[str] = field(default_factory=list)
+    contacts: int = 0
+    deals: int = 0
+    line_items: int = 0
+    associations: int = 0
+    skipped_no_email: int = 0
+
+    @property
+    def in_step(self) -> bool:
+        return not self.problems
+
+
+def compare(store: dict[str, Any], crm: dict[str, Any], shop: str) -> Comparison:
+    """Check HubSpot against the store, independently of the engine's own bookkeeping.
+
+    Every customer with an email is one live contact with that email and name; every order is
+    one deal (by Tandem's external id) with the order's total, associated to its buyer, with
+    one line item per store line item. Customers without an email cannot be matched by email
+    and are expected as dead letters, not contacts.
+    """
+    result = Comparison()
+    objects = crm["objects"]
+    live = {
+        t: [r for r in objects.get(t, []) if not r.get("archived")]
+        for t in ("contacts", "deals", "line_items")
+    }
+    result.contacts, result.deals, result.line_items = (
+        len(live[t]) for t in ("contacts", "deals", "line_items")
+    )
+    result.associations = len(crm["associations"])
+    contacts_by_email: dict[str, list[dict]] = {}
+    for contact in live["contacts"]:
+        email = (contact["properties"].get("email") or "").lower()
+        contacts_by_email.setdefault(email, []).append(contact)
+    for email, found in contacts_by_email.items():
+        if email and len(found) > 1:
+            result.problems.append(f"{len(found)} contacts for {email}")
+    links: dict[tuple[str, str], set[str]] = {}
+    for a in crm["associations"]:
+        links.setdefault((a["fromObjectType"], a["fromObjectId"]), set()).add(a["toObjectId"])
+
+    customer_email: dict[str, str] = {}
+    for customer in store["customers"]:
+        email = (
+            ((customer.get("defaultEmailAddress") or {}).get("emailAddress") or "").strip().lower()
+        )
+        if not email:
+            result.skipped_no_email += 1
+            continue
+        customer_email[customer["id"]] = email
+        found = contacts_by_email.get(email)
+        if not found:
+            result.problems.append(f"customer {customer['legacyResourceId']}: no contact {email}")
+            continue
+        props = found[0]["properties"]
+        for ours, theirs in (("firstname", "firstName"), ("lastname", "lastName")):
+            if (props.get(ours) or "") != (customer.get(theirs) or "").strip():
+                result.problems.append(
+                    f"customer {customer['legacyResourceId']}: {ours} {props.get(ours)!r} != {customer.get(theirs)!r}"
+                )
+
+    deals = {d["properties"].get("tandem_order_id"): d for d in live["deals"]}
+    if len(deals) != len(live["deals"]):
+        result.problems.append("two deals share an external id")
+    for order in store["orders"]:
+        key = f"shopify:{shop}:order:{order['legacyResourceId']}"
+        deal = deals.get(key)
+        if deal is None:
+            result.problems.append(f"order {order['name']}: no deal")
+            continue
+        amount = Decimal(order["totalPriceSet"]["shopMoney"]["amount"])
+        if Decimal(deal["properties"].get("amount") or "NaN") != amount:
+            result.problems.append(
+                f"order {order['name']}: amount {deal['properties'].get('amount')} != {amount}"
+            )
+        items = links.get(("deals", deal["id"]), set()) & {li["id"] for li in live["line_items"]}
+        if len(items) != len(order["lineItems"]["nodes"]):
+            result.problems.append(
+                f"order {order['name']}: {len(items)} line items, store has {len(order['lineItems']['nodes'])}"
+            )
+        buyer = (
+            customer_email.get((order.get("customer") or {}).get("id"))
+            or (order.get("email") or "").lower()
+        )
+        if buyer and buyer in contacts_by_email:
+            contact_ids = {c["id"] for c in contacts_by_email[buyer]}
+            if not links.get(("deals", deal["id"]), set()) & contact_ids:
+                result.problems.append(f"order {order['name']}: deal not associated to {buyer}")
+    return result
+
+
+def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return check()
+
+
+def backfill_done(t, connection_id: int) -> bool:
+    """The backfill finished and no job of the connection is pending or running."""
+    from sync.models import Checkpoint
+
+    with transaction(t.sessions) as session:
+        state = session.scalar(
+            select(Checkpoint).where(
+                Checkpoint.connection_id == connection_id, Checkpoint.stream == "backfill"
+            )
+        )
+        busy = session.scalar(
+            select(func.count(Job.id)).where(
+                Job.connection_id == connection_id,
+                Job.kind == "backfill",
+                Job.status.in_([JobStatus.PENDING, JobStatus.RUNNING]),
+            )
+        )
+    return state is not None and state.state.get("phase") == "done" and not busy
+
+
+def linked_counts(t, connection_id: int) -> dict[str, int]:
+    with transaction(t.sessions) as session:
+        rows = session.execute(
+            select(Link.entity, func.count())
+            .where(Link.connection_id == connection_id)
+            .group_by(Link.entity)
+        )
+        counts = {entity: n for entity, n in rows}
+        dead = session.execute(
+            select(DeadLetter.entity, func.count())
+            .where(
+                DeadLetter.connection_id == connection_id,
+                DeadLetter.status == DeadLetterStatus.OPEN,
+            )
+            .group_by(DeadLetter.entity)
+        )
+        counts.update({f"dead_{entity}": n for entity, n in dead})
+    return counts
+
+
+# ---------------------------------------------------------------------------- the demo
+def run(*, customers: int = 500, orders: int = 2000, timeout: float = 240.0) -> int:
+    """The whole demo; returns the process exit code (0: HubSpot matched the store)."""
+    from app import create_app, tandem_of
+
+    console = Console()
+    started = time.monotonic()
+    phases: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="tandem-demo-") as tmp:
+        console.print(
+            "[bold]Tandem demo[/]: a simulated Shopify store syncing into a simulated HubSpot\n"
+        )
+        sandbox = start_sandbox(customers=customers, orders=orders)
+        app = create_app(sandbox_config(sandbox, Path(tmp)))
+        t = tandem_of(app)
+        migrate.upgrade(t.engine)
+        receiver = serve(app)
+        sandbox.subscribe(f"{receiver.url}/webhooks/shopify")
+        worker = InProcessWorker(t.worker(), threads=2).start()
+        phases["set-up"] = time.monotonic() - started
+        try:
+            store = sandbox.store_dump()
+            n_customers, n_orders = len(store["customers"]), len(store["orders"])
+            n_items = sum(len(o["lineItems"]["nodes"]) for o in store["orders"])
+            console.print(
+                f"Seeded [cyan]{SHOP}[/]: {n_customers} customers, {n_orders} orders, {n_items} line items "
+                f"(paid in {len({o['presentmentCurrencyCode'] for o in store['orders']})} currencies, "
+                f"{sum(1 for o in store['orders'] if not o.get('customer'))} guest orders)"
+            )
+            connection_id = connect(t, sandbox)
+            ok = _backfill_with_progress(console, t, connection_id, n_customers, n_orders, timeout)
+            phases["backfill"] = time.monotonic() - started - sum(phases.values())
+            if not ok:
+                console.print("[red]backfill did not finish in time[/]")
+                return 1
+            live = _live_activity(console, sandbox)
+            converged, comparison = _converge(console, sandbox, timeout)
+            phases["live changes"] = time.monotonic() - started - sum(phases.values())
+            _summary(
+                console,
+                t,
+                sandbox,
+                connection_id,
+                comparison,
+                live,
+                phases,
+                time.monotonic() - started,
+            )
+            if not converged:
+                console.print("[red]HubSpot did not match the store:[/]")
+                for problem in comparison.problems[:20]:
+                    console.print(f"  - {problem}")
+                return 1
+            console.print("[green bold]HubSpot matches the store.[/]")
+            return 0
+        finally:
+            worker.stop()
+            receiver.stop()
+            sandbox.stop()
+            t.engine.dispose()
+
+
+def _backfill_with_progress(console, t, connection_id, n_customers, n_orders, timeout) -> bool:
+    columns = (
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        customers = progress.add_task("Backfill: customers", total=n_customers)
+        orders = progress.add_task("Backfill: orders", total=n_orders)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            counts = linked_counts(t, connection_id)
+            progress.update(
+                customers, completed=counts.get("customer", 0) + counts.get("dead_customer", 0)
+            )
+            progress.update(orders, completed=counts.get("order", 0) + counts.get("dead_order", 0))
+            if backfill_done(t, connection_id):
+                progress.update(customers, completed=n_customers)
+                return True
+            time.sleep(0.3)
+    return False
+
+
+def _live_activity(console, sandbox: Sandbox) -> dict[str, Any]:
+    # Real webhooks get lost and repeated: drop 5 % (polling must catch them) and repeat 5 %
+    # (the inbox must absorb them).
+    sandbox.shop_control(
+        "PATCH", "/knobs", json={"webhook_drop_rate": 0.05, "webhook_duplicate_rate": 0.05}
+    )
+    done = sandbox.shop_control(
+        "POST",
+        "/activity",
+        json={
+            "new_customers": 25,
+            "changed_customers": 40,
+            "new_orders": 80,
+            "changed_orders": 60,
+            "seed": 11,
+        },
+    )
+    console.print(
+        "Live activity in the store: 25 new and 40 changed customers, 80 new and 60 changed orders "
+        "(signed webhooks; 5 % dropped, 5 % delivered twice)"
+    )
+    return done or {}
+
+
+def _converge(console, sandbox: Sandbox, timeout: float) -> tuple[bool, Comparison]:
+    comparison = Comparison(problems=["not compared yet"])
+    with console.status("Waiting until HubSpot matches the store...") as status:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            comparison = compare(sandbox.store_dump(), sandbox.crm_dump(), sandbox.shop)
+            if comparison.in_step:
+                return True, comparison
+            status.update(
+                f"Waiting until HubSpot matches the store: {len(comparison.problems)} differences left"
+            )
+            time.sleep(1.0)
+    return False, comparison
+
+
+def _summary(
+    console, t, sandbox: Sandbox, connection_id, comparison: Comparison, live, phases, elapsed
+) -> None:
+    shopify_calls = sandbox.shop_control("GET", "/calls")["calls"]
+    hubspot_calls = sandbox.control(
+        sandbox.hubspot, "GET", "/calls", params={"portal_id": sandbox.portal_id}
+    )["calls"]
+    deliveries = sandbox.shop_control("GET", "/deliveries")["deliveries"]
+    with transaction(t.sessions) as session:
+        inbox_rows = session.scalar(
+            select(func.count(InboxEvent.id)).where(InboxEvent.connection_id == connection_id)
+        )
+        dead = Counter(
+            f"{d.platform}: {d.reason}"[:90]
+            for d in session.scalars(
+                select(DeadLetter).where(
+                    DeadLetter.connection_id == connection_id,
+                    DeadLetter.status == DeadLetterStatus.OPEN,
+                )
+            )
+        )
+    counts = linked_counts(t, connection_id)
+    table = Table(title="Summary", show_header=False)
+    table.add_row(
+        "HubSpot contacts / deals / line items",
+        f"{comparison.contacts} / {comparison.deals} / {comparison.line_items}",
+    )
+    table.add_row(
+        "records linked (customers / orders / line items)",
+        f"{counts.get('customer', 0)} / {counts.get('order', 0)} / {counts.get('line_item', 0)}",
+    )
+    table.add_row(
+        "API calls: Shopify",
+        f"{len(shopify_calls)} (GraphQL cost {sum(c.get('requested_cost') or 0 for c in shopify_calls):.0f} points)",
+    )
+    writes = Counter(c["method"] for c in hubspot_calls)
+    table.add_row(
+        "API calls: HubSpot",
+        f"{len(hubspot_calls)} ({', '.join(f'{m} {n}' for m, n in sorted(writes.items()))})",
+    )
+    table.add_row(
+        "webhooks sent / stored",
+        f"{len(deliveries)} / {inbox_rows} (duplicates absorbed by the inbox)",
+    )
+    table.add_row("dead letters", str(sum(dead.values())))
+    for reason, n in dead.most_common(5):
+        table.add_row("", f"{n} x {reason}")
+    table.add_row(
+        "time",
+        ", ".join(f"{name} {secs:.1f}s" for name, secs in phases.items())
+        + f"; total {elapsed:.1f}s",
+    )
+    console.print(table)

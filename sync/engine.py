@@ -1,0 +1,556 @@
+"""Store -> CRM for one connection: compare with what we last wrote, batch-write the rest.
+
+The engine receives canonical records (mapping has already run) and does, per page:
+drop what is stale or unchanged (no API call), write the rest in the CRM's largest batches as
+idempotent upserts, then record links and the written fingerprint once the CRM confirmed.
+A record the CRM refuses becomes a dead letter with the CRM's reason; the others proceed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from mapping import (
+    DEFAULT_STAGE_MAP,
+    Customer,
+    FieldMap,
+    Order,
+    contact_properties,
+    deal_properties,
+    line_item_properties,
+)
+from sync import links
+from sync.db import transaction
+
+log = logging.getLogger("tandem.sync")
+
+# HubSpot association type ids (HUBSPOT_DEFINED), from
+# https://developers.hubspot.com/docs/api-reference/latest/crm/associations/associate-records/guide
+DEAL_TO_CONTACT = 3
+LINE_ITEM_TO_DEAL = 20
+
+ORDER_ID_PROPERTY = "tandem_order_id"
+LINE_ITEM_ID_PROPERTY = "tandem_line_item_id"
+
+
+class WriteResult(Protocol):
+    key: str
+    ok: bool
+    id: str | None
+    error: str | None
+    details: object
+
+
+class CrmWriter(Protocol):
+    def upsert_contacts_by_email(
+        self, inputs: Sequence[tuple[str, Mapping[str, str]]]
+    ) -> list[WriteResult]: ...
+    def update_objects(
+        self, object_type: str, inputs: Sequence[tuple[str, Mapping[str, str]]]
+    ) -> list[WriteResult]: ...
+    def upsert_objects(
+        self, object_type: str, id_property: str, inputs: Sequence[tuple[str, Mapping[str, str]]]
+    ) -> list[WriteResult]: ...
+    def associate(
+        self, from_type: str, to_type: str, pairs: Sequence[tuple[str, str]], type_id: int
+    ) -> list[WriteResult]: ...
+
+    def archive_objects(self, object_type: str, ids: Sequence[str]) -> None: ...
+
+
+@dataclass
+class Outcome:
+    """What one call of the engine did, for progress and reports."""
+
+    written: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    dead: int = 0
+    calls: int = 0
+    # Emails whose contact was written: orders waiting on these buyers can be replayed.
+    contacts_written: set[str] = field(default_factory=set)
+
+    def add(self, other: Outcome) -> None:
+        self.written += other.written
+        self.unchanged += other.unchanged
+        self.stale += other.stale
+        self.dead += other.dead
+        self.calls += other.calls
+
+
+@dataclass
+class FieldMaps:
+    contact: FieldMap
+    deal: FieldMap
+    line_item: FieldMap
+
+
+@dataclass
+class ConnectionContext:
+    """Everything about one connection the engine needs, resolved once per job."""
+
+    connection_id: int
+    store_platform: str
+    store_key: str  # e.g. "shopify:acme.myshopify.com": prefixes our external ids
+    store_name: str
+    fields: FieldMaps
+    stage_map: Mapping[Any, str] = field(default_factory=lambda: dict(DEFAULT_STAGE_MAP))
+    pipeline: str = "default"
+
+
+def _newest(records: Iterable[Any]) -> list[Any]:
+    """One record per store id: the newest version wins (duplicates within a page)."""
+    best: dict[str, Any] = {}
+    for record in records:
+        current = best.get(record.source_id)
+        if current is None or record.updated_at >= current.updated_at:
+            best[record.source_id] = record
+    return list(best.values())
+
+
+def _already_written(props: Mapping[str, str], written: Mapping[str, Any]) -> bool:
+    """Every property we would write now holds the value we last wrote.
+
+    Compared field by field rather than as one hash, because payloads of one record do not all
+    carry the same fields (Shopify's customer webhooks omit tags and consent that the API
+    returns): a partial payload that agrees with what we wrote is no change.
+    """
+    return all(written.get(name) == value for name, value in props.items())
+
+
+def _is_not_found(result: WriteResult) -> bool:
+    details = result.details if isinstance(result.details, dict) else {}
+    return details.get("category") == "OBJECT_NOT_FOUND" or "not exist" in (result.error or "")
+
+
+class Engine:
+    """Store -> CRM writes for one connection (HubSpot-shaped CRM writer)."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        ctx: ConnectionContext,
+        crm: CrmWriter,
+        *,
+        on_progress: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.ctx = ctx
+        self.crm = crm
+        self.on_progress = on_progress
+
+    # ------------------------------------------------------------------ customers
+    def sync_customers(
+        self, customers: Sequence[Customer], raw: Mapping[str, dict] | None = None
+    ) -> Outcome:
+        """Upsert contacts for ``customers``. Raises connector errors that should retry the page."""
+        ctx, out = self.ctx, Outcome()
+        raw = raw or {}
+        records = _newest(customers)
+        with transaction(self.sessions) as session:
+            known = links.load(
+                session, ctx.connection_id, "customer", (c.source_id for c in records)
+            )
+            by_email = links.load(
+                session, ctx.connection_id, "email", (c.email for c in records if c.email)
+            )
+        previous = {sid: dict(link.last_written) for sid, link in known.items()}
+        updates: list[tuple[Customer, str, dict[str, str]]] = []
+        upserts: list[tuple[Customer, dict[str, str]]] = []
+        no_email: list[Customer] = []
+        for customer in records:
+            link = known.get(customer.source_id)
+            if link and link.store_updated_at and customer.updated_at < link.store_updated_at:
+                out.stale += 1
+                continue
+            props = contact_properties(customer, ctx.fields.contact)
+            if link and _already_written(props, link.last_written):
+                out.unchanged += 1
+                continue
+            crm_id = link.crm_id if link else None
+            if crm_id is None and customer.email and customer.email in by_email:
+                # A guest order already created this person's contact: adopt it.
+                crm_id = by_email[customer.email].crm_id
+            if crm_id:
+                updates.append((customer, crm_id, props))
+            elif customer.email:
+                upserts.append((customer, props))
+            else:
+                no_email.append(customer)
+
+        confirmed: list[tuple[Customer, str, dict[str, str]]] = []
+        failed: list[tuple[Customer, WriteResult]] = []
+        if updates:
+            results = self.crm.update_objects("contacts", [(crm_id, p) for _, crm_id, p in updates])
+            out.calls += 1
+            for (customer, _crm_id, props), result in zip(updates, results, strict=True):
+                if result.ok and result.id:
+                    confirmed.append((customer, result.id, props))
+                elif _is_not_found(result) and customer.email:
+                    # Deleted in the CRM since we linked it: recreate (or adopt) by email.
+                    upserts.append((customer, props))
+                else:
+                    failed.append((customer, result))
+        if upserts:
+            results = self.crm.upsert_contacts_by_email([(c.email or "", p) for c, p in upserts])
+            out.calls += 1
+            for (customer, props), result in zip(upserts, results, strict=True):
+                if result.ok and result.id:
+                    confirmed.append((customer, result.id, props))
+                else:
+                    failed.append((customer, result))
+
+        with transaction(self.sessions) as session:
+            for customer, crm_id, props in confirmed:
+                links.save(
+                    session,
+                    ctx.connection_id,
+                    "customer",
+                    customer.source_id,
+                    crm_object="contacts",
+                    crm_id=crm_id,
+                    written={**previous.get(customer.source_id, {}), **props},
+                    store_updated_at=customer.updated_at,
+                )
+                if customer.email:
+                    links.save(
+                        session,
+                        ctx.connection_id,
+                        "email",
+                        customer.email,
+                        crm_object="contacts",
+                        crm_id=crm_id,
+                    )
+            links.resolve_dead_letters(
+                session, ctx.connection_id, "customer", (c.source_id for c, _, _ in confirmed)
+            )
+            for customer, result in failed:
+                links.dead_letter(
+                    session,
+                    ctx.connection_id,
+                    entity="customer",
+                    store_id=customer.source_id,
+                    platform="hubspot",
+                    reason=result.error or "rejected",
+                    details=result.details,
+                    record=raw.get(customer.source_id) or customer.model_dump(mode="json"),
+                )
+            for customer in no_email:
+                links.dead_letter(
+                    session,
+                    ctx.connection_id,
+                    entity="customer",
+                    store_id=customer.source_id,
+                    platform="tandem",
+                    reason="customer has no email address; HubSpot contacts are matched by email",
+                    record=raw.get(customer.source_id) or customer.model_dump(mode="json"),
+                )
+        out.written += len(confirmed)
+        out.contacts_written.update(c.email for c, _, _ in confirmed if c.email)
+        out.dead += len(failed) + len(no_email)
+        self._progress(out)
+        return out
+
+    # ------------------------------------------------------------------ orders
+    def sync_orders(
+        self, orders: Sequence[Order], raw: Mapping[str, dict] | None = None
+    ) -> Outcome:
+        """Upsert a deal per order, its line items, and their associations."""
+        ctx, out = self.ctx, Outcome()
+        raw = raw or {}
+        records = _newest(orders)
+        with transaction(self.sessions) as session:
+            order_links = links.load(
+                session, ctx.connection_id, "order", (o.source_id for o in records)
+            )
+            customer_links = links.load(
+                session,
+                ctx.connection_id,
+                "customer",
+                (o.customer_source_id for o in records if o.customer_source_id),
+            )
+            email_links = links.load(
+                session, ctx.connection_id, "email", (o.email for o in records if o.email)
+            )
+            item_links = links.load(
+                session,
+                ctx.connection_id,
+                "line_item",
+                [
+                    *(li.source_id for o in records for li in o.line_items),
+                    # ...and those we wrote last time, to find any an edit removed.
+                    *(
+                        i
+                        for link in order_links.values()
+                        for i in link.last_written.get("items", {})
+                    ),
+                ],
+            )
+
+        plans: list[_OrderPlan] = []
+        for order in records:
+            link = order_links.get(order.source_id)
+            if link and link.store_updated_at and order.updated_at < link.store_updated_at:
+                out.stale += 1
+                continue
+            contact_id = None
+            if order.customer_source_id and order.customer_source_id in customer_links:
+                contact_id = customer_links[order.customer_source_id].crm_id
+            elif order.email and order.email in email_links:
+                contact_id = email_links[order.email].crm_id
+            plan = _OrderPlan(
+                order=order,
+                deal=deal_properties(
+                    order,
+                    store_key=ctx.store_key,
+                    store_name=ctx.store_name,
+                    stage_map=ctx.stage_map,
+                    pipeline=ctx.pipeline,
+                    fields=ctx.fields.deal,
+                ),
+                items=[
+                    (
+                        li.source_id,
+                        line_item_properties(
+                            li, order, store_key=ctx.store_key, fields=ctx.fields.line_item
+                        ),
+                    )
+                    for li in order.line_items
+                ],
+                contact_id=contact_id,
+                link_written=dict(link.last_written) if link else None,
+            )
+            if link and link.last_hash == links.digest(plan.fingerprint()):
+                out.unchanged += 1
+                continue
+            plans.append(plan)
+        if not plans:
+            self._progress(out)
+            return out
+
+        self._ensure_contacts(plans, out)
+        deal_results = self._upsert(
+            "deals", ORDER_ID_PROPERTY, [(p.deal[ORDER_ID_PROPERTY], p.deal) for p in plans], out
+        )
+        for plan in plans:
+            result = deal_results[plan.deal[ORDER_ID_PROPERTY]]
+            if result.ok and result.id:
+                plan.deal_id = result.id
+            else:
+                plan.fail("hubspot", result.error or "deal rejected", result.details)
+
+        item_inputs = [
+            (props[LINE_ITEM_ID_PROPERTY], props)
+            for p in plans
+            if p.deal_id
+            for _, props in p.items
+        ]
+        item_results = (
+            self._upsert("line_items", LINE_ITEM_ID_PROPERTY, item_inputs, out)
+            if item_inputs
+            else {}
+        )
+        for plan in plans:
+            if not plan.deal_id:
+                continue
+            for item_id, props in plan.items:
+                result = item_results[props[LINE_ITEM_ID_PROPERTY]]
+                if result.ok and result.id:
+                    plan.item_ids[item_id] = result.id
+                else:
+                    plan.fail(
+                        "hubspot",
+                        f"line item {item_id}: {result.error or 'rejected'}",
+                        result.details,
+                    )
+
+        self._associate(plans, item_links, out)
+        removed = self._archive_removed_items(plans, item_links, out)
+
+        with transaction(self.sessions) as session:
+            synced = []
+            for plan in plans:
+                order = plan.order
+                if plan.error is None and plan.deal_id:
+                    links.save(
+                        session,
+                        ctx.connection_id,
+                        "order",
+                        order.source_id,
+                        crm_object="deals",
+                        crm_id=plan.deal_id,
+                        written=plan.fingerprint(),
+                        store_updated_at=order.updated_at,
+                    )
+                    for item_id, crm_id in plan.item_ids.items():
+                        links.save(
+                            session,
+                            ctx.connection_id,
+                            "line_item",
+                            item_id,
+                            crm_object="line_items",
+                            crm_id=crm_id,
+                        )
+                    synced.append(order.source_id)
+                else:
+                    platform, reason, details = plan.error or ("hubspot", "not written", None)
+                    links.dead_letter(
+                        session,
+                        ctx.connection_id,
+                        entity="order",
+                        store_id=order.source_id,
+                        platform=platform,
+                        reason=reason,
+                        details=details,
+                        record=raw.get(order.source_id) or order.model_dump(mode="json"),
+                    )
+                    out.dead += 1
+            links.resolve_dead_letters(session, ctx.connection_id, "order", synced)
+            links.forget(session, ctx.connection_id, "line_item", removed)
+            for plan in plans:
+                if plan.new_contact and plan.order.email:
+                    links.save(
+                        session,
+                        ctx.connection_id,
+                        "email",
+                        plan.order.email,
+                        crm_object="contacts",
+                        crm_id=plan.new_contact,
+                    )
+        out.written += len(synced)
+        self._progress(out)
+        return out
+
+    def _ensure_contacts(self, plans: list[_OrderPlan], out: Outcome) -> None:
+        """Orders whose buyer has no contact yet (guest checkouts, or an order that arrived
+        before its customer) get one, upserted by email with the billing name."""
+        wanted: dict[str, dict[str, str]] = {}
+        for plan in plans:
+            order = plan.order
+            if plan.contact_id is None and order.email:
+                address = order.billing_address or order.shipping_address
+                props = {"email": order.email}
+                if address and address.first_name:
+                    props["firstname"] = address.first_name
+                if address and address.last_name:
+                    props["lastname"] = address.last_name
+                wanted.setdefault(order.email, props)
+        if not wanted:
+            return
+        results = self.crm.upsert_contacts_by_email(list(wanted.items()))
+        out.calls += 1
+        by_email = dict(zip(wanted, results, strict=True))
+        for plan in plans:
+            email = plan.order.email
+            if plan.contact_id is not None or email not in by_email:
+                continue
+            result = by_email[email]
+            if result.ok and result.id:
+                plan.contact_id = plan.new_contact = result.id
+            else:
+                # The deal is still written, but the order stays unsynced (a dead letter naming
+                # its buyer) until the buyer's contact exists, so the association is never
+                # silently lost. It is replayed as soon as that contact syncs.
+                plan.fail(
+                    "hubspot",
+                    f"the buyer's contact ({email}) was refused: {result.error or 'rejected'}",
+                    {"buyer_email": email, "hubspot": result.details},
+                )
+
+    def _upsert(
+        self,
+        object_type: str,
+        id_property: str,
+        inputs: list[tuple[str, dict[str, str]]],
+        out: Outcome,
+    ) -> dict[str, WriteResult]:
+        results = self.crm.upsert_objects(object_type, id_property, inputs)
+        out.calls += 1
+        return {key: result for (key, _), result in zip(inputs, results, strict=True)}
+
+    def _associate(
+        self, plans: list[_OrderPlan], item_links: Mapping[str, Any], out: Outcome
+    ) -> None:
+        """Associations are created only when they are new: a fresh deal, a changed buyer, a
+        new line item. HubSpot treats re-creating an existing association as a no-op, so a
+        retry after a crash is harmless."""
+        deal_contact: list[tuple[str, str]] = []
+        item_deal: list[tuple[str, str]] = []
+        for plan in plans:
+            if not plan.deal_id or plan.error:
+                continue
+            previous = (plan.link_written or {}).get("contact")
+            if plan.contact_id and previous != plan.contact_id:
+                deal_contact.append((plan.deal_id, plan.contact_id))
+            for item_id, crm_id in plan.item_ids.items():
+                known = item_links.get(item_id)
+                if known is None or known.crm_id != crm_id or plan.link_written is None:
+                    item_deal.append((crm_id, plan.deal_id))
+        for from_type, to_type, pairs, type_id in (
+            ("deals", "contacts", deal_contact, DEAL_TO_CONTACT),
+            ("line_items", "deals", item_deal, LINE_ITEM_TO_DEAL),
+        ):
+            if not pairs:
+                continue
+            results = self.crm.associate(from_type, to_type, pairs, type_id)
+            out.calls += 1
+            by_pair = dict(zip(pairs, results, strict=True))
+            for plan in plans:
+                for pair, result in by_pair.items():
+                    if not result.ok and pair[0] in (plan.deal_id, *plan.item_ids.values()):
+                        plan.fail(
+                            "hubspot",
+                            f"association {from_type}->{to_type}: {result.error}",
+                            result.details,
+                        )
+
+    def _archive_removed_items(
+        self, plans: list[_OrderPlan], item_links: Mapping[str, Any], out: Outcome
+    ) -> list[str]:
+        """Line items an order edit removed go to HubSpot's recycle bin, so the deal shows
+        what the order holds now. Returns their store ids (their links are dropped)."""
+        removed: list[str] = []
+        for plan in plans:
+            if plan.error or plan.link_written is None:
+                continue
+            current = {item_id for item_id, _ in plan.items}
+            removed += [i for i in plan.link_written.get("items", {}) if i not in current]
+        crm_ids = [item_links[i].crm_id for i in removed if i in item_links]
+        if crm_ids:
+            self.crm.archive_objects("line_items", crm_ids)
+            out.calls += 1
+        return removed
+
+    def _progress(self, out: Outcome) -> None:
+        if self.on_progress:
+            self.on_progress(out)
+
+
+@dataclass
+class _OrderPlan:
+    order: Order
+    deal: dict[str, str]
+    items: list[tuple[str, dict[str, str]]]
+    contact_id: str | None
+    link_written: dict[str, Any] | None
+    deal_id: str | None = None
+    new_contact: str | None = None
+    item_ids: dict[str, str] = field(default_factory=dict)
+    error: tuple[str, str, Any] | None = None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What we write for this order; equal fingerprints mean no API call."""
+        return {
+            "deal": self.deal,
+            "items": dict(self.items),
+            "contact": self.contact_id,
+        }
+
+    def fail(self, platform: str, reason: str, details: Any) -> None:
+        if self.error is None:
+            self.error = (platform, reason, details)

@@ -1,0 +1,107 @@
+"""The webhook inbox: what ``webhooks/`` may touch of the engine.
+
+``record`` stores one verified delivery and, when it is routable, the job that will process it,
+in the caller's transaction. The platform's delivery id is unique, so a redelivery is a no-op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from sync import jobs
+from sync.models import Connection, ConnectionStatus, InboxEvent, InboxStatus, utcnow
+
+DRAIN = "inbox_drain"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    duplicate: bool
+    routable: bool
+    job_id: int | None
+
+
+def record(
+    session: Session,
+    *,
+    platform: str,
+    delivery_id: str,
+    account: str,
+    topic: str,
+    payload: dict[str, Any],
+    deferred_topics: frozenset[str] = frozenset(),
+    event_id: str | None = None,
+    triggered_at: datetime | None = None,
+) -> Recorded:
+    """Store a delivery (idempotently) and queue its processing.
+
+    Deliveries for an account with no connection are kept as ``unroutable`` for operators;
+    topics in ``deferred_topics`` are kept as ``deferred`` (acted on by a later feature).
+    """
+    connection = session.scalar(
+        select(Connection).where(
+            Connection.store_platform == platform, Connection.store_account == account
+        )
+    )
+    if connection is None:
+        status = InboxStatus.UNROUTABLE
+    elif topic in deferred_topics:
+        status = InboxStatus.DEFERRED
+    else:
+        status = InboxStatus.PENDING
+    values = {
+        "platform": platform,
+        "delivery_id": delivery_id,
+        "account": account,
+        "connection_id": connection.id if connection else None,
+        "topic": topic,
+        "event_id": event_id,
+        "triggered_at": triggered_at,
+        "payload": payload,
+        "status": status,
+        "received_at": utcnow(),
+    }
+    dialect = session.get_bind().dialect.name
+    ins = (postgresql if dialect == "postgresql" else sqlite).insert(InboxEvent).values(**values)
+    inserted = session.execute(
+        ins.on_conflict_do_nothing(index_elements=["platform", "delivery_id"]).returning(
+            InboxEvent.id
+        )
+    ).scalar_one_or_none()
+    if inserted is None:
+        return Recorded(duplicate=True, routable=connection is not None, job_id=None)
+    job_id = None
+    if status == InboxStatus.PENDING and connection.status == ConnectionStatus.ACTIVE:
+        job_id = drain_job(session, connection.id)
+    return Recorded(duplicate=False, routable=connection is not None, job_id=job_id)
+
+
+def drain_job(session: Session, connection_id: int) -> int | None:
+    """At most one pending drain per connection: a burst of deliveries is one job, and the
+    job processes them in the CRM's batch sizes."""
+    return jobs.add_job(
+        session,
+        kind=DRAIN,
+        connection_id=connection_id,
+        priority=jobs.PRIORITY_LIVE,
+        dedupe_key=f"{DRAIN}:{connection_id}",
+    )
+
+
+def pending(session: Session, connection_id: int, limit: int) -> list[InboxEvent]:
+    return list(
+        session.scalars(
+            select(InboxEvent)
+            .where(
+                InboxEvent.connection_id == connection_id, InboxEvent.status == InboxStatus.PENDING
+            )
+            .order_by(InboxEvent.id)
+            .limit(limit)
+        )
+    )

@@ -1,0 +1,276 @@
+"""The state store's tables. Every row that belongs to a merchant carries ``connection_id``.
+
+Tenancy rule: code reads and writes these tables through queries filtered by connection; no
+query joins across connections except the operator-wide health views in ``sync.health``.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both SQLite (which stores naive text) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the state store; use UTC-aware values")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Stable constraint names so Alembic batch migrations on SQLite can find them.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class ConnectionStatus(enum.StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    DISCONNECTED = "disconnected"
+
+
+class Connection(Base):
+    """A store account tied to a CRM account, with its settings."""
+
+    __tablename__ = "connections"
+    __table_args__ = (UniqueConstraint("store_platform", "store_account"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    store_platform: Mapped[str] = mapped_column(String(32))
+    store_account: Mapped[str] = mapped_column(String(255))
+    crm_platform: Mapped[str] = mapped_column(String(32))
+    crm_account: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default=ConnectionStatus.ACTIVE)
+    # default_region, pipeline, stage_map, poll_interval_seconds, ... (see sync.settings_schema)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Credential(Base):
+    """An encrypted secret of one side of a connection (MultiFernet token, never plaintext)."""
+
+    __tablename__ = "credentials"
+    __table_args__ = (UniqueConstraint("connection_id", "side", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    side: Mapped[str] = mapped_column(String(8))  # "store" | "crm"
+    kind: Mapped[str] = mapped_column(String(32))  # "access_token", later "refresh_token", ...
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    rotated_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class FieldMapOverride(Base):
+    """A per-connection change to the default field map (source_path None drops a mapping)."""
+
+    __tablename__ = "field_map_overrides"
+    __table_args__ = (UniqueConstraint("connection_id", "entity", "crm_property"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    entity: Mapped[str] = mapped_column(String(32))  # "contact" | "deal" | "line_item"
+    crm_property: Mapped[str] = mapped_column(String(200))
+    source_path: Mapped[str | None] = mapped_column(String(200))
+
+
+class Checkpoint(Base):
+    """How far a stream of one connection has read: (updated_at, id) and stream-specific state."""
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (UniqueConstraint("connection_id", "entity", "stream"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    entity: Mapped[str] = mapped_column(String(32))  # "customers" | "orders"
+    stream: Mapped[str] = mapped_column(String(16))  # "poll" | "backfill"
+    position_updated_at: Mapped[datetime | None] = mapped_column(default=None)
+    position_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    next_run_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Link(Base):
+    """A store record linked to the CRM record we keep in step with it.
+
+    ``last_hash``/``last_written`` are what Tandem last wrote for it, so an unchanged record
+    costs no API call; ``store_updated_at`` is the newest store version applied, so a late or
+    replayed event never moves the CRM back to an older state.
+    """
+
+    __tablename__ = "links"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "entity", "store_id"),
+        Index("ix_links_crm", "connection_id", "crm_object", "crm_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    entity: Mapped[str] = mapped_column(String(32))  # "customer" | "order" | "line_item" | "email"
+    store_id: Mapped[str] = mapped_column(String(320))
+    crm_object: Mapped[str] = mapped_column(String(32))
+    crm_id: Mapped[str] = mapped_column(String(64))
+    last_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    last_written: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    store_updated_at: Mapped[datetime | None] = mapped_column(default=None)
+    store_deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class InboxStatus(enum.StrEnum):
+    PENDING = "pending"
+    PROCESSED = "processed"
+    UNROUTABLE = "unroutable"  # validly signed, but no connection for the account
+    DEFERRED = "deferred"  # recorded; acted on by a later feature (compliance, uninstall)
+    FAILED = "failed"
+
+
+class InboxEvent(Base):
+    """A webhook delivery, stored before we answer 2xx. Unique on the platform's delivery id."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        UniqueConstraint("platform", "delivery_id"),
+        Index("ix_inbox_pending", "connection_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    delivery_id: Mapped[str] = mapped_column(String(200))
+    account: Mapped[str] = mapped_column(String(255))
+    connection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), default=None
+    )
+    topic: Mapped[str] = mapped_column(String(100))
+    event_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    triggered_at: Mapped[datetime | None] = mapped_column(default=None)
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default=InboxStatus.PENDING)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"  # gave up: attempts exhausted or a configuration error
+
+
+class Job(Base):
+    """The unit of work and the source of truth; Huey only executes it.
+
+    ``dedupe_key`` holds while a job is pending (e.g. one pending inbox drain per connection)
+    and is cleared when the job is claimed; NULLs never collide in a unique index.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_ready", "status", "priority", "run_after"),
+        Index("ix_jobs_connection", "connection_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    connection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), default=None
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    priority: Mapped[int] = mapped_column(default=0)  # 0 live, 1 poll, 2 backfill
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING)
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True, default=None)
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=10)
+    run_after: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    enqueued_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class DeadLetterStatus(enum.StrEnum):
+    OPEN = "open"
+    REPLAYED = "replayed"
+    RESOLVED = "resolved"
+
+
+class DeadLetter(Base):
+    """A record that could not be synced, with the platform's reason; editable and replayable."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_open", "connection_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    entity: Mapped[str] = mapped_column(String(32))
+    store_id: Mapped[str] = mapped_column(String(320))
+    platform: Mapped[str] = mapped_column(String(32))  # who refused it ("hubspot", "tandem")
+    reason: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The store record as last received (the operator may edit it before replaying).
+    record: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=DeadLetterStatus.OPEN)
+    occurrences: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RateBucket(Base):
+    """A leaky bucket shared by every worker that calls one platform account."""
+
+    __tablename__ = "rate_buckets"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    capacity: Mapped[float] = mapped_column()
+    refill_per_second: Mapped[float] = mapped_column()
+    level: Mapped[float] = mapped_column()  # tokens available at ``as_of``
+    as_of: Mapped[float] = mapped_column()  # epoch seconds
+    blocked_until: Mapped[float] = mapped_column(default=0.0)

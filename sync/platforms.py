@@ -1,0 +1,136 @@
+"""Building the connectors of a connection: credentials, HTTP client, shared rate budget.
+
+This is the only place that knows which connector class serves which platform; a new
+platform adds an entry to STORES or CRMS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from sqlalchemy.orm import Session, sessionmaker
+
+from connectors import hubspot as hubspot_connector
+from connectors import shopify as shopify_connector
+from connectors.http import HttpClient
+from sync.budget import SharedBudget, Signal
+from sync.models import Connection
+from sync.secrets import Vault
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    """Where the platforms are and how to reach them (from settings; only this differs
+    between production, the demo and the tests)."""
+
+    shopify_base_url: str = "https://{shop}"
+    shopify_api_version: str = "2026-01"
+    hubspot_base_url: str = "https://api.hubapi.com"
+    allow_loopback: bool = False
+    timeout: tuple[float, float] = (5.0, 30.0)
+    max_inline_wait: float = 30.0
+    # Budget defaults until the platform tells us better (see sync.budget).
+    shopify_bucket: tuple[float, float] = (1000.0, 100.0)
+    hubspot_bucket: tuple[float, float] = (100.0, 10.0)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _shopify_signal(response: requests.Response) -> Signal | None:
+    status = shopify_connector.throttle_status(response)
+    if status is None:
+        return None
+    return Signal(
+        remaining=status["currentlyAvailable"],
+        capacity=status["maximumAvailable"],
+        refill_per_second=status["restoreRate"],
+    )
+
+
+def _hubspot_signal(response: requests.Response) -> Signal | None:
+    remaining = response.headers.get("X-HubSpot-RateLimit-Remaining")
+    maximum = response.headers.get("X-HubSpot-RateLimit-Max")
+    interval_ms = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
+    if remaining is None or maximum is None:
+        return None
+    try:
+        capacity = float(maximum)
+        refill = capacity / (float(interval_ms) / 1000) if interval_ms else None
+        return Signal(remaining=float(remaining), capacity=capacity, refill_per_second=refill)
+    except ValueError:
+        return None
+
+
+class Platforms:
+    """Makes connectors for a connection's store and CRM side."""
+
+    def __init__(
+        self, config: PlatformConfig, sessions: sessionmaker[Session], vault: Vault
+    ) -> None:
+        self.config = config
+        self.sessions = sessions
+        self.vault = vault
+
+    def _client(self, policy, budget: SharedBudget, secret: str) -> HttpClient:
+        client = HttpClient(
+            policy,
+            timeout=self.config.timeout,
+            budget=budget,
+            allow_loopback=self.config.allow_loopback,
+            max_inline_wait=self.config.max_inline_wait,
+        )
+        client.add_secret(secret)
+        return client
+
+    def store(self, session: Session, connection: Connection, *, priority: int = 0):
+        """The store connector of ``connection``. Raises SecretsError or ConfigurationError."""
+        builder: Callable = STORES[connection.store_platform]
+        return builder(self, session, connection, priority)
+
+    def crm(self, session: Session, connection: Connection, *, priority: int = 0):
+        builder: Callable = CRMS[connection.crm_platform]
+        return builder(self, session, connection, priority)
+
+
+def _shopify(platforms: Platforms, session: Session, connection: Connection, priority: int):
+    token = platforms.vault.get(session, connection.id, "store", "access_token")
+    capacity, refill = platforms.config.shopify_bucket
+    budget = SharedBudget(
+        platforms.sessions,
+        f"shopify:{connection.store_account}",
+        capacity=capacity,
+        refill_per_second=refill,
+        priority=priority,
+        signal=_shopify_signal,
+    )
+    return shopify_connector.ShopifyConnector(
+        shop=connection.store_account,
+        access_token=token,
+        http=platforms._client(shopify_connector.SHOPIFY_POLICY, budget, token),
+        base_url_template=platforms.config.shopify_base_url,
+        api_version=platforms.config.shopify_api_version,
+    )
+
+
+def _hubspot(platforms: Platforms, session: Session, connection: Connection, priority: int):
+    token = platforms.vault.get(session, connection.id, "crm", "access_token")
+    capacity, refill = platforms.config.hubspot_bucket
+    budget = SharedBudget(
+        platforms.sessions,
+        f"hubspot:{connection.crm_account}",
+        capacity=capacity,
+        refill_per_second=refill,
+        priority=priority,
+        signal=_hubspot_signal,
+    )
+    return hubspot_connector.HubSpotConnector(
+        access_token=token,
+        http=platforms._client(hubspot_connector.HUBSPOT_POLICY, budget, token),
+        base_url=platforms.config.hubspot_base_url,
+    )
+
+
+STORES: dict[str, Callable] = {"shopify": _shopify}
+CRMS: dict[str, Callable] = {"hubspot": _hubspot}

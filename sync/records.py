@@ -1,0 +1,67 @@
+"""Which mapping function reads which platform payload, and what each webhook topic means.
+
+A new storefront adds its parsers and topics here; the worker stays the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mapping import Customer, Order
+from mapping import shopify as shopify_mapping
+
+
+@dataclass(frozen=True)
+class Parsers:
+    customer: Callable[..., Customer]
+    order: Callable[..., Order]
+
+
+# "api": what polling and backfills read; "webhook": what webhook deliveries carry.
+PARSERS: dict[str, dict[str, Parsers]] = {
+    "shopify": {
+        "api": Parsers(shopify_mapping.customer_from_graphql, shopify_mapping.order_from_graphql),
+        "webhook": Parsers(shopify_mapping.customer_from_rest, shopify_mapping.order_from_rest),
+    },
+}
+
+
+@dataclass(frozen=True)
+class TopicMeaning:
+    entity: str  # "customer" | "order"
+    action: str  # "upsert" | "delete"
+
+
+# https://shopify.dev/docs/api/webhooks (topics relevant to a CRM sync)
+TOPICS: dict[str, dict[str, TopicMeaning]] = {
+    "shopify": {
+        "customers/create": TopicMeaning("customer", "upsert"),
+        "customers/update": TopicMeaning("customer", "upsert"),
+        "customers/enable": TopicMeaning("customer", "upsert"),
+        "customers/disable": TopicMeaning("customer", "upsert"),
+        "customers/delete": TopicMeaning("customer", "delete"),
+        "orders/create": TopicMeaning("order", "upsert"),
+        "orders/updated": TopicMeaning("order", "upsert"),
+        "orders/paid": TopicMeaning("order", "upsert"),
+        "orders/cancelled": TopicMeaning("order", "upsert"),
+        "orders/fulfilled": TopicMeaning("order", "upsert"),
+        "orders/partially_fulfilled": TopicMeaning("order", "upsert"),
+        "orders/edited": TopicMeaning("order", "upsert"),
+        "orders/delete": TopicMeaning("order", "delete"),
+    },
+}
+
+# Verified and recorded now; acted on by the privacy and uninstall features.
+DEFERRED_TOPICS: dict[str, frozenset[str]] = {
+    "shopify": frozenset(
+        {"customers/data_request", "customers/redact", "shop/redact", "app/uninstalled"}
+    ),
+}
+
+
+def source_id(payload: dict[str, Any]) -> str | None:
+    """The store id a webhook payload is about, as a string (None if absent)."""
+    value = payload.get("id")
+    return None if value is None else str(value)

@@ -1,0 +1,693 @@
+"""Running jobs: claim, dispatch by kind, and turn connector errors into the right next step.
+
+Every handler ends the same way: one transaction that records its progress (checkpoint, inbox
+rows processed), writes the follow-up job (next page, next phase) and marks the job done. A
+crash before that transaction repeats the step, which is idempotent; a crash after it loses
+nothing, because the follow-up job is already a row.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from connectors.errors import (
+    AuthExpiredError,
+    ConfigurationError,
+    PermanentError,
+    RateLimitedError,
+    RetriableError,
+)
+from mapping import (
+    DEFAULT_CONTACT_FIELDS,
+    DEFAULT_DEAL_FIELDS,
+    DEFAULT_LINE_ITEM_FIELDS,
+    DEFAULT_STAGE_MAP,
+    FieldMapError,
+    MappingError,
+    apply_overrides,
+    apply_stage_overrides,
+)
+from sync import inbox, jobs, links
+from sync.db import transaction
+from sync.engine import ConnectionContext, Engine, FieldMaps, Outcome
+from sync.models import (
+    Checkpoint,
+    Connection,
+    ConnectionStatus,
+    DeadLetter,
+    DeadLetterStatus,
+    FieldMapOverride,
+    InboxEvent,
+    InboxStatus,
+    Job,
+    JobStatus,
+    Link,
+    utcnow,
+)
+from sync.platforms import Platforms
+from sync.queue import JobQueue
+from sync.records import PARSERS, TOPICS, source_id
+from sync.secrets import SecretsError
+
+log = logging.getLogger("tandem.worker")
+
+POLL = "poll"
+BACKFILL = "backfill"
+REFETCH = "refetch"
+ENTITIES = ("customers", "orders")
+
+
+@dataclass
+class WorkerConfig:
+    lease_seconds: float = 120.0
+    poll_interval_seconds: float = 300.0
+    poll_overlap_seconds: float = 300.0
+    drain_batch: int = 200
+    bulk_chunk_roots: int = 250
+    bulk_wait_seconds: float = 1.0
+    stale_enqueue_seconds: float = 60.0
+    retry_base_seconds: float = 2.0
+    retry_max_seconds: float = 600.0
+
+
+@dataclass
+class Step:
+    """What a handler asks the final transaction to do."""
+
+    follow_ups: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Worker:
+    """Executes jobs by id (Huey calls :meth:`run`) and keeps the schedule (:meth:`reconcile`)."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        platforms: Platforms,
+        queue: JobQueue,
+        config: WorkerConfig | None = None,
+        *,
+        on_outcome: Callable[[str, Outcome], None] | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.platforms = platforms
+        self.queue = queue
+        self.config = config or WorkerConfig()
+        self.on_outcome = on_outcome
+        self.handlers: dict[str, Callable[[Job, Connection], list[int]]] = {
+            inbox.DRAIN: self._drain,
+            POLL: self._poll,
+            BACKFILL: self._backfill,
+            REFETCH: self._refetch,
+        }
+
+    # ------------------------------------------------------------------ running one job
+    def run(self, job_id: int) -> None:
+        """Claim and execute one job. Never raises: every failure is recorded on the job."""
+        with transaction(self.sessions) as session:
+            job = jobs.claim(session, job_id, self.config.lease_seconds)
+            if job is None:
+                retry_in = self._not_claimed(session, job_id)
+            else:
+                connection = (
+                    session.get(Connection, job.connection_id) if job.connection_id else None
+                )
+        if job is None:
+            if retry_in is not None:
+                self.queue.submit_quietly(job_id, delay=retry_in)
+            return
+        if connection is not None and connection.status != ConnectionStatus.ACTIVE:
+            with transaction(self.sessions) as session:
+                jobs.retry_later(
+                    session, job.id, 60.0, f"connection is {connection.status}", count=False
+                )
+            return
+        handler = self.handlers.get(job.kind)
+        try:
+            if handler is None:
+                raise ConfigurationError(f"unknown job kind {job.kind!r}")
+            follow_ups = handler(job, connection)
+        except RateLimitedError as exc:
+            delay = exc.retry_after if exc.retry_after is not None else 10.0
+            self._reschedule(job, delay, f"rate limited by {exc.platform}: {exc}", count=False)
+        except (RetriableError, AuthExpiredError) as exc:
+            self._reschedule(
+                job, self._backoff(job.attempts), f"{type(exc).__name__}: {exc}", count=True
+            )
+        except (ConfigurationError, SecretsError, PermanentError, FieldMapError) as exc:
+            log.error("job %s (%s) failed for good: %s", job.id, job.kind, exc)
+            with transaction(self.sessions) as session:
+                jobs.fail(session, job.id, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug: keep the job, retry with backoff, tell the operator
+            log.exception("job %s (%s) crashed", job.id, job.kind)
+            self._reschedule(
+                job, self._backoff(job.attempts), f"{type(exc).__name__}: {exc}", count=True
+            )
+        else:
+            for follow_up in follow_ups:
+                self.queue.submit_quietly(follow_up)
+
+    def _not_claimed(self, session: Session, job_id: int) -> float | None:
+        """A job that could not be claimed only because its connection is busy (or it is not
+        yet due) is tried again shortly; anything else needs nothing."""
+        job = session.get(Job, job_id)
+        if job is None or job.status != JobStatus.PENDING:
+            return None
+        wait = (job.run_after - utcnow()).total_seconds()
+        return max(wait, 0.5)
+
+    def _reschedule(self, job: Job, delay: float, error: str, *, count: bool) -> None:
+        with transaction(self.sessions) as session:
+            again = jobs.retry_later(session, job.id, delay, error, count=count)
+        if again:
+            log.info("job %s (%s) retries in %.1fs: %s", job.id, job.kind, delay, error)
+            self.queue.submit_quietly(job.id, delay=delay, priority=job.priority)
+        else:
+            log.error(
+                "job %s (%s) gave up after %s attempts: %s", job.id, job.kind, job.attempts, error
+            )
+
+    def _backoff(self, attempts: int) -> float:
+        ceiling = min(
+            self.config.retry_max_seconds,
+            self.config.retry_base_seconds * 2 ** max(attempts - 1, 0),
+        )
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+
+    def _finish(self, job: Job, apply: Callable[[Session, Step], None]) -> list[int]:
+        """The handler's last transaction: progress, follow-up jobs and "done", atomically.
+        Returns the follow-up job ids, which the caller hands to the queue after commit."""
+        step = Step()
+        with transaction(self.sessions) as session:
+            apply(session, step)
+            ids = []
+            for spec in step.follow_ups:
+                job_id = jobs.add_job(session, **spec)
+                if job_id is not None:
+                    ids.append(job_id)
+            jobs.mark_enqueued(session, ids)
+            jobs.finish(session, job.id)
+        return ids
+
+    # ------------------------------------------------------------------ context per connection
+    def _context(self, connection: Connection) -> ConnectionContext:
+        with transaction(self.sessions) as session:
+            overrides = session.scalars(
+                select(FieldMapOverride).where(FieldMapOverride.connection_id == connection.id)
+            ).all()
+        by_entity: dict[str, dict[str, str | None]] = {"contact": {}, "deal": {}, "line_item": {}}
+        for row in overrides:
+            by_entity.setdefault(row.entity, {})[row.crm_property] = row.source_path
+        settings = connection.settings or {}
+        # A bad operator override (unknown path or stage key) raises FieldMapError, a
+        # ValueError: the job fails with that message instead of writing with a wrong map.
+        stage_map = apply_stage_overrides(DEFAULT_STAGE_MAP, settings.get("stage_map") or {})
+        return ConnectionContext(
+            connection_id=connection.id,
+            store_platform=connection.store_platform,
+            store_key=f"{connection.store_platform}:{connection.store_account}",
+            store_name=connection.name,
+            fields=FieldMaps(
+                contact=apply_overrides(DEFAULT_CONTACT_FIELDS, by_entity["contact"]),
+                deal=apply_overrides(DEFAULT_DEAL_FIELDS, by_entity["deal"]),
+                line_item=apply_overrides(DEFAULT_LINE_ITEM_FIELDS, by_entity["line_item"]),
+            ),
+            stage_map=stage_map,
+            pipeline=settings.get("pipeline", "default"),
+        )
+
+    def _engine(self, job: Job, connection: Connection) -> Engine:
+        with transaction(self.sessions) as session:
+            crm = self.platforms.crm(session, connection, priority=job.priority)
+        return Engine(self.sessions, self._context(connection), crm)
+
+    def _store(self, job: Job, connection: Connection):
+        with transaction(self.sessions) as session:
+            return self.platforms.store(session, connection, priority=job.priority)
+
+    def _map(
+        self, connection: Connection, shape: str, entity: str, raws: list[dict[str, Any]]
+    ) -> tuple[list[Any], dict[str, dict], list[tuple[str, dict, str]]]:
+        """Raw payloads -> canonical records; unreadable ones come back as (id, raw, reason)."""
+        parsers = PARSERS[connection.store_platform][shape]
+        parse = parsers.customer if entity == "customer" else parsers.order
+        region = (connection.settings or {}).get("default_region")
+        records, by_id, bad = [], {}, []
+        for raw in raws:
+            try:
+                record = parse(raw, default_region=region)
+            except (MappingError, ValueError) as exc:
+                bad.append(
+                    (str(raw.get("legacyResourceId") or raw.get("id") or "?"), raw, str(exc))
+                )
+                continue
+            records.append(record)
+            by_id[record.source_id] = raw
+        return records, by_id, bad
+
+    def _dead_unreadable(self, session: Session, connection: Connection, entity: str, bad) -> None:
+        for store_id, raw, reason in bad:
+            links.dead_letter(
+                session,
+                connection.id,
+                entity=entity,
+                store_id=store_id,
+                platform="tandem",
+                reason=f"unreadable {entity} payload: {reason}",
+                record=raw,
+            )
+
+    def _sync(
+        self, engine: Engine, entity: str, records: list[Any], raw: dict[str, dict]
+    ) -> Outcome:
+        if entity == "customer":
+            outcome = engine.sync_customers(records, raw)
+            if outcome.contacts_written:
+                self._replay_waiting_orders(engine.ctx.connection_id, outcome.contacts_written)
+        else:
+            outcome = engine.sync_orders(records, raw)
+        if self.on_outcome:
+            self.on_outcome(entity, outcome)
+        return outcome
+
+    def _replay_waiting_orders(self, connection_id: int, emails: set[str]) -> None:
+        """Orders dead-lettered because their buyer's contact was refused go again now."""
+        with transaction(self.sessions) as session:
+            waiting = [
+                letter
+                for letter in session.scalars(
+                    select(DeadLetter).where(
+                        DeadLetter.connection_id == connection_id,
+                        DeadLetter.entity == "order",
+                        DeadLetter.status == DeadLetterStatus.OPEN,
+                    )
+                )
+                if (letter.details or {}).get("buyer_email") in emails
+            ]
+            ids = [queue_refetch(session, letter) for letter in waiting]
+            jobs.mark_enqueued(session, ids)
+        for job_id in ids:
+            self.queue.submit_quietly(job_id)
+
+    # ------------------------------------------------------------------ webhooks
+    def _drain(self, job: Job, connection: Connection) -> list[int]:
+        with transaction(self.sessions) as session:
+            rows = inbox.pending(session, connection.id, self.config.drain_batch)
+            events = [(row.id, row.topic, row.payload) for row in rows]
+        topics = TOPICS[connection.store_platform]
+        upserts: dict[str, list[dict]] = {"customer": [], "order": []}
+        deletes: list[tuple[str, str]] = []
+        ignored: list[int] = []
+        for row_id, topic, payload in events:
+            meaning = topics.get(topic)
+            if meaning is None:
+                ignored.append(row_id)
+            elif meaning.action == "delete":
+                if (sid := source_id(payload)) is not None:
+                    deletes.append((meaning.entity, sid))
+            else:
+                upserts[meaning.entity].append(payload)
+        engine = self._engine(job, connection) if any(upserts.values()) else None
+        unreadable: dict[str, list] = {}
+        for entity in ("customer", "order"):  # contacts first, so orders find their buyer
+            if not upserts[entity]:
+                continue
+            records, raw, bad = self._map(connection, "webhook", entity, upserts[entity])
+            unreadable[entity] = bad
+            self._sync(engine, entity, records, raw)
+
+        def apply(session: Session, step: Step) -> None:
+            for entity, bad in unreadable.items():
+                self._dead_unreadable(session, connection, entity, bad)
+            now = utcnow()
+            for entity, sid in deletes:
+                # Deleting or anonymising the CRM record is the connection's choice, built with
+                # the privacy feature; until then the link remembers the store deleted it.
+                link = session.scalar(
+                    select(Link).where(
+                        Link.connection_id == connection.id,
+                        Link.entity == entity,
+                        Link.store_id == sid,
+                    )
+                )
+                if link is not None:
+                    link.store_deleted_at = now
+            done_ids = [row_id for row_id, _, _ in events]
+            if done_ids:
+                for row in session.scalars(select(InboxEvent).where(InboxEvent.id.in_(done_ids))):
+                    row.status = InboxStatus.PROCESSED
+                    row.processed_at = now
+            if len(events) >= self.config.drain_batch:
+                step.follow_ups.append(
+                    {
+                        "kind": inbox.DRAIN,
+                        "connection_id": connection.id,
+                        "priority": jobs.PRIORITY_LIVE,
+                        "dedupe_key": f"{inbox.DRAIN}:{connection.id}",
+                    }
+                )
+
+        return self._finish(job, apply)
+
+    # ------------------------------------------------------------------ retried polling
+    def _poll(self, job: Job, connection: Connection) -> list[int]:
+        entity_plural = job.payload["entity"]
+        entity = entity_plural.removesuffix("s")
+        cursor = job.payload.get("cursor")
+        since = datetime.fromisoformat(job.payload["since"]) if job.payload.get("since") else None
+        store = self._store(job, connection)
+        fetch = store.customers_page if entity_plural == "customers" else store.orders_page
+        page = fetch(updated_since=since, cursor=cursor)
+        records, raw, bad = self._map(connection, "api", entity, page.records)
+        if records:
+            self._sync(self._engine(job, connection), entity, records, raw)
+
+        def apply(session: Session, step: Step) -> None:
+            self._dead_unreadable(session, connection, entity, bad)
+            checkpoint = checkpoint_row(session, connection.id, entity_plural, POLL)
+            newest = max(((r.updated_at, r.source_id) for r in records), default=None)
+            if newest and (
+                checkpoint.position_updated_at is None
+                or newest > (checkpoint.position_updated_at, checkpoint.position_id or "")
+            ):
+                checkpoint.position_updated_at, checkpoint.position_id = newest
+            if page.next_cursor:
+                step.follow_ups.append(
+                    {
+                        "kind": POLL,
+                        "connection_id": connection.id,
+                        "priority": jobs.PRIORITY_POLL,
+                        "payload": {
+                            "entity": entity_plural,
+                            "cursor": page.next_cursor,
+                            "since": job.payload.get("since"),
+                        },
+                    }
+                )
+            else:
+                checkpoint.next_run_at = utcnow() + timedelta(
+                    seconds=self._poll_interval(connection)
+                )
+
+        return self._finish(job, apply)
+
+    def _poll_interval(self, connection: Connection) -> float:
+        return float(
+            (connection.settings or {}).get(
+                "poll_interval_seconds", self.config.poll_interval_seconds
+            )
+        )
+
+    def schedule_polls(self, session: Session) -> list[int]:
+        """Create the poll jobs that are due (one chain per connection and entity)."""
+        created = []
+        now = utcnow()
+        for connection in session.scalars(
+            select(Connection).where(Connection.status == ConnectionStatus.ACTIVE)
+        ):
+            backfill = session.scalar(
+                select(Checkpoint).where(
+                    Checkpoint.connection_id == connection.id,
+                    Checkpoint.stream == BACKFILL,
+                    Checkpoint.entity == "all",
+                )
+            )
+            if backfill is not None and backfill.state.get("phase") not in (None, "done"):
+                continue  # the backfill reads everything anyway; poll once it is done
+            for entity in ENTITIES:
+                checkpoint = checkpoint_row(session, connection.id, entity, POLL)
+                if checkpoint.next_run_at is not None and checkpoint.next_run_at > now:
+                    continue
+                since = None
+                if checkpoint.position_updated_at is not None:
+                    overlap = float(
+                        (connection.settings or {}).get(
+                            "poll_overlap_seconds", self.config.poll_overlap_seconds
+                        )
+                    )
+                    since = (
+                        checkpoint.position_updated_at - timedelta(seconds=overlap)
+                    ).isoformat()
+                job_id = jobs.add_job(
+                    session,
+                    kind=POLL,
+                    connection_id=connection.id,
+                    priority=jobs.PRIORITY_POLL,
+                    payload={"entity": entity, "since": since},
+                    dedupe_key=f"{POLL}:{connection.id}:{entity}",
+                )
+                # Not due again until this chain is done (the last page resets it).
+                checkpoint.next_run_at = now + timedelta(seconds=self._poll_interval(connection))
+                if job_id is not None:
+                    created.append(job_id)
+        return created
+
+    # ------------------------------------------------------------------ backfill
+    def _backfill(self, job: Job, connection: Connection) -> list[int]:
+        phase = job.payload.get("phase", "start")
+        entity_plural = job.payload.get("entity", "customers")
+        store = self._store(job, connection)
+        base = {
+            "kind": BACKFILL,
+            "connection_id": connection.id,
+            "priority": jobs.PRIORITY_BACKFILL,
+        }
+
+        if phase == "start":
+            started_at = job.payload.get("started_at") or utcnow().isoformat()
+            operation_id = store.start_bulk(entity_plural)
+
+            def apply(session: Session, step: Step) -> None:
+                state = checkpoint_row(session, connection.id, "all", BACKFILL)
+                state.state = {
+                    "phase": "running",
+                    "entity": entity_plural,
+                    "operation": operation_id,
+                    "started_at": started_at,
+                    "offset": 0,
+                }
+                step.follow_ups.append(
+                    {
+                        **base,
+                        "payload": {
+                            "phase": "wait",
+                            "entity": entity_plural,
+                            "operation": operation_id,
+                            "started_at": started_at,
+                        },
+                    }
+                )
+
+            return self._finish(job, apply)
+
+        if phase == "wait":
+            status = store.bulk_status(job.payload["operation"])
+            if status.status in ("CREATED", "RUNNING"):
+                raise _NotYet(self.config.bulk_wait_seconds)
+            if status.status != "COMPLETED":
+                raise PermanentError(
+                    f"bulk operation {status.id} ended {status.status} ({status.error_code})",
+                    platform=connection.store_platform,
+                )
+
+            def apply(session: Session, step: Step) -> None:
+                step.follow_ups.append(
+                    {
+                        **base,
+                        "payload": {**job.payload, "phase": "read", "url": status.url, "offset": 0},
+                    }
+                )
+
+            return self._finish(job, apply)
+
+        # phase == "read"
+        url, offset = job.payload.get("url"), int(job.payload.get("offset") or 0)
+        records: list[Any] = []
+        bad: list = []
+        next_offset = None
+        entity = entity_plural.removesuffix("s")
+        if url:  # no url: the operation found nothing
+            chunk = store.read_bulk(url, offset=offset, max_roots=self.config.bulk_chunk_roots)
+            next_offset = chunk.next_offset
+            records, raw, bad = self._map(connection, "api", entity, chunk.records)
+            if records:
+                self._sync(self._engine(job, connection), entity, records, raw)
+
+        def apply(session: Session, step: Step) -> None:
+            self._dead_unreadable(session, connection, entity, bad)
+            state = checkpoint_row(session, connection.id, "all", BACKFILL)
+            if next_offset is not None:
+                state.state = {**state.state, "offset": next_offset}
+                step.follow_ups.append({**base, "payload": {**job.payload, "offset": next_offset}})
+                return
+            poll = checkpoint_row(session, connection.id, entity_plural, POLL)
+            started = datetime.fromisoformat(job.payload["started_at"])
+            # Polling takes over from the moment the export began (minus its overlap window),
+            # so a change made during the backfill is read again, never missed.
+            if poll.position_updated_at is None or poll.position_updated_at < started:
+                poll.position_updated_at, poll.position_id = started, ""
+            poll.next_run_at = utcnow()
+            following = ENTITIES.index(entity_plural) + 1
+            if following < len(ENTITIES):
+                state.state = {**state.state, "entity": ENTITIES[following], "offset": 0}
+                step.follow_ups.append(
+                    {
+                        **base,
+                        "payload": {
+                            "phase": "start",
+                            "entity": ENTITIES[following],
+                            "started_at": job.payload["started_at"],
+                        },
+                    }
+                )
+            else:
+                state.state = {**state.state, "phase": "done", "finished_at": utcnow().isoformat()}
+
+        return self._finish(job, apply)
+
+    # ------------------------------------------------------------------ one record, fresh
+    def _refetch(self, job: Job, connection: Connection) -> list[int]:
+        """Read one record from the store now and sync it (dead-letter replay)."""
+        entity, store_id = job.payload["entity"], job.payload["store_id"]
+        store = self._store(job, connection)
+        raw = store.get_customer(store_id) if entity == "customer" else store.get_order(store_id)
+        bad: list = []
+        if raw is not None:
+            records, by_id, bad = self._map(connection, "api", entity, [raw])
+            if records:
+                self._sync(self._engine(job, connection), entity, records, by_id)
+
+        def apply(session: Session, step: Step) -> None:
+            self._dead_unreadable(session, connection, entity, bad)
+            if raw is None:
+                links.resolve_dead_letters(session, connection.id, entity, [store_id])
+
+        return self._finish(job, apply)
+
+    # ------------------------------------------------------------------ reconciler
+    def reconcile(self) -> int:
+        """Re-enqueue lost work and create due polls. Safe to run in every worker at once."""
+        with transaction(self.sessions) as session:
+            self.schedule_polls(session)
+            todo = jobs.needing_enqueue(session, stale_after=self.config.stale_enqueue_seconds)
+            ids = [(job.id, job.priority) for job in todo]
+            jobs.mark_enqueued(session, [job_id for job_id, _ in ids])
+        for job_id, priority in ids:
+            self.queue.submit_quietly(job_id, priority=priority)
+        return len(ids)
+
+
+class _NotYet(RateLimitedError):
+    """A step that must wait (a bulk export still running): not an error, not an attempt."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__("waiting", retry_after=delay)
+
+
+def checkpoint_row(session: Session, connection_id: int, entity: str, stream: str) -> Checkpoint:
+    row = session.scalar(
+        select(Checkpoint).where(
+            Checkpoint.connection_id == connection_id,
+            Checkpoint.entity == entity,
+            Checkpoint.stream == stream,
+        )
+    )
+    if row is None:
+        row = Checkpoint(connection_id=connection_id, entity=entity, stream=stream, state={})
+        session.add(row)
+        session.flush()
+    return row
+
+
+def start_backfill(session: Session, connection_id: int) -> int | None:
+    """Queue a full-history backfill (customers, then orders) unless one is already waiting."""
+    state = checkpoint_row(session, connection_id, "all", BACKFILL)
+    state.state = {"phase": "queued"}
+    return jobs.add_job(
+        session,
+        kind=BACKFILL,
+        connection_id=connection_id,
+        priority=jobs.PRIORITY_BACKFILL,
+        payload={"phase": "start", "entity": "customers"},
+        dedupe_key=f"{BACKFILL}:{connection_id}",
+    )
+
+
+def queue_refetch(session: Session, dead_letter: DeadLetter) -> int:
+    """Replay a dead letter: mark it replayed and queue a fresh read of its record."""
+    dead_letter.status = DeadLetterStatus.REPLAYED
+    job_id = jobs.add_job(
+        session,
+        kind=REFETCH,
+        connection_id=dead_letter.connection_id,
+        priority=jobs.PRIORITY_LIVE,
+        payload={"entity": dead_letter.entity, "store_id": dead_letter.store_id},
+    )
+    assert job_id is not None  # no dedupe key: always inserted
+    return job_id
+
+
+class Reconciler(threading.Thread):
+    """Runs :meth:`Worker.reconcile` every ``interval`` seconds until stopped."""
+
+    def __init__(self, worker: Worker, interval: float) -> None:
+        super().__init__(name="tandem-reconciler", daemon=True)
+        self.worker = worker
+        self.interval = interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                self.worker.reconcile()
+            except Exception:
+                log.exception("reconciler pass failed; trying again in %ss", self.interval)
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=10)
+
+
+class InProcessWorker:
+    """The same consumer and reconciler as ``flask worker``, on threads of this process.
+
+    Used by the demo and the end-to-end tests. Huey's consumer installs signal handlers when it
+    starts; a library running inside someone else's process must not keep them, so the
+    previous handlers are put back.
+    """
+
+    def __init__(self, worker: Worker, threads: int = 2, reconcile_interval: float = 0.5) -> None:
+        self.worker = worker
+        worker.queue.bind(worker.run)
+        self.consumer = worker.queue.huey.create_consumer(
+            workers=threads,
+            worker_type="thread",
+            periodic=False,
+            max_delay=0.5,
+        )
+        self.reconciler = Reconciler(worker, reconcile_interval)
+
+    def start(self) -> InProcessWorker:
+        saved = {
+            sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        }
+        self.consumer.start()
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        self.reconciler.start()
+        return self
+
+    def stop(self) -> None:
+        self.reconciler.stop()
+        self.consumer.stop(graceful=True)

@@ -1,0 +1,88 @@
+"""Two merchants on one Tandem: each store's records reach its own HubSpot account only."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import demo
+from app import create_connection
+from tests.e2e.test_end_to_end import converge, start
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_connections_never_see_each_others_records(tmp_path):
+    run = start(tmp_path, customers=20, orders=40)
+    first = run.sandbox
+    second = dataclasses.replace(
+        first,
+        shop="second-store.myshopify.com",
+        shopify_token="shpat_second_0123456789",
+        hubspot_token="pat-na1-second-0123456789",
+        portal_id=4343,
+    )
+    try:
+        # One app, so one client secret for every shop's webhooks; each shop its own token.
+        first.control(
+            first.shopify,
+            "POST",
+            "/shops",
+            json={
+                "domain": second.shop,
+                "access_token": second.shopify_token,
+                "client_secret": first.client_secret,
+                "currency": "EUR",
+                "country": "DE",
+                "timezone": "Europe/Berlin",
+            },
+        )
+        second.shop_control("POST", "/seed", json={"customers": 15, "orders": 30, "seed": 9})
+        first.control(
+            first.hubspot,
+            "POST",
+            "/portals",
+            json={"token": second.hubspot_token, "portal_id": second.portal_id},
+        )
+        second.subscribe(f"{run.receiver.url}/webhooks/shopify")
+        one = demo.connect(run.t, first)
+        two = create_connection(
+            run.t,
+            name="Second",
+            shop=second.shop,
+            shopify_token=second.shopify_token,
+            hubspot_token=second.hubspot_token,
+            hubspot_account=str(second.portal_id),
+            default_region="DE",
+        )
+        for connection_id in (one, two):
+            assert demo.wait_until(lambda c=connection_id: demo.backfill_done(run.t, c), 90)
+        first.shop_control(
+            "POST", "/activity", json={"changed_customers": 5, "new_orders": 5, "seed": 2}
+        )
+        second.shop_control(
+            "POST", "/activity", json={"changed_customers": 5, "new_orders": 5, "seed": 3}
+        )
+        converge(first)
+        converge(second)
+        for sandbox, other in ((first, second), (second, first)):
+            deals = sandbox.crm_dump()["objects"]["deals"]
+            assert deals and all(
+                d["properties"]["tandem_order_id"].startswith(f"shopify:{sandbox.shop}:")
+                for d in deals
+            ), f"portal {sandbox.portal_id} holds another store's orders"
+            other_emails = {
+                (c.get("defaultEmailAddress") or {}).get("emailAddress", "").lower()
+                for c in other.store_dump()["customers"]
+            } - {""}
+            own_emails = {
+                (c.get("defaultEmailAddress") or {}).get("emailAddress", "").lower()
+                for c in sandbox.store_dump()["customers"]
+            }
+            contacts = {
+                c["properties"].get("email") for c in sandbox.crm_dump()["objects"]["contacts"]
+            }
+            assert not (contacts & (other_emails - own_emails))
+    finally:
+        run.stop()

@@ -1,0 +1,14 @@
+"""Webhook receivers: verify the signature on the raw body, store the delivery, answer fast.
+
+Nothing is processed in the request: the inbox row and its job are committed, the job is handed
+to the queue, and the platform gets its 2xx well inside its deadline (Shopify: 5 s).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from webhooks import shopify
+
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+bp.add_url_rule("/shopify", view_func=shopify.receive, methods=["POST"])
