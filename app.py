@@ -121,6 +121,16 @@ class Tandem:
             ),
         )
 
+    def close(self) -> None:
+        """Release the database pool and this process's queue connection.
+
+        PostgresHuey keeps one connection per process for enqueueing (plus one per consumer
+        thread, closed by the consumer's shutdown hook); left to the garbage collector it is
+        dropped without a goodbye to the server.
+        """
+        self.huey.storage.close()
+        self.engine.dispose()
+
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` keys are Settings field names (they win over the environment).

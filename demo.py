@@ -383,7 +383,7 @@ def run(*, customers: int = 500, orders: int = 2000, timeout: float = 240.0) -> 
             worker.stop()
             receiver.stop()
             sandbox.stop()
-            t.engine.dispose()
+            t.close()
 
 
 def _backfill_with_progress(console, t, connection_id, n_customers, n_orders, timeout) -> bool:

@@ -47,7 +47,7 @@ def main(customers: int, orders: int) -> None:
         finally:
             worker.stop()
             sandbox.stop()
-            t.engine.dispose()
+            t.close()
     records = counts.get("customer", 0) + counts.get("order", 0) + counts.get("line_item", 0)
     print(f"store: {customers} customers, {orders} orders")
     print(

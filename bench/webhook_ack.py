@@ -105,7 +105,7 @@ def main(deliveries: int, threads: int) -> None:
         with transaction(t.sessions) as s:
             stored = s.scalar(select(func.count(InboxEvent.id)))
         server.stop()
-        t.engine.dispose()
+        t.close()
     q = statistics.quantiles(latencies, n=100)
     distinct = len({w for w, _ in bodies})
     print(

@@ -22,7 +22,7 @@ def app(tmp_path):
         }
     )
     yield app
-    tandem_of(app).engine.dispose()
+    tandem_of(app).close()
 
 
 def test_commands_ask_for_the_schema_first(app):

@@ -41,7 +41,7 @@ def app(database_url, tmp_path):
             )
         )
     yield app
-    tandem_of(app).engine.dispose()
+    tandem_of(app).close()
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:

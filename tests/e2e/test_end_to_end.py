@@ -33,7 +33,7 @@ class Running:
             self.worker.stop()
         self.receiver.stop()
         self.sandbox.stop()
-        self.t.engine.dispose()
+        self.t.close()
 
 
 def start(
