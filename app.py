@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import sys
 import time
 from collections.abc import Mapping
@@ -35,7 +36,7 @@ from sync.models import (
     FieldMapOverride,
     InboxEvent,
 )
-from sync.platforms import PlatformConfig, Platforms
+from sync.platforms import STORES, PlatformConfig, Platforms
 from sync.queue import JobQueue, make_huey
 from sync.secrets import Vault, load_keys
 from sync.worker import Reconciler, Worker, WorkerConfig, start_backfill
@@ -64,10 +65,17 @@ class Settings(BaseSettings):
         "https://{shop}", description="{shop} is replaced by the shop's domain"
     )
     hubspot_base_url: str = "https://api.hubapi.com"
+    bigcommerce_base_url: str = Field(
+        "https://api.bigcommerce.com/stores/{store_hash}",
+        description="{store_hash} is replaced by the store's hash",
+    )
     allow_loopback: bool = Field(False, description="let connectors call 127.0.0.1 (sandbox only)")
     webhook_max_bytes: int = Field(2 * 1024 * 1024, gt=0)
     poll_interval_seconds: float = Field(300.0, gt=0)
     poll_overlap_seconds: float = Field(300.0, ge=0)
+    full_scan_interval_seconds: float = Field(
+        3600.0, gt=0, description="how often stores without a change filter are read whole"
+    )
     lease_seconds: float = Field(120.0, gt=0)
     reconcile_interval_seconds: float = Field(5.0, gt=0)
     worker_threads: int = Field(2, ge=1, le=64)
@@ -77,6 +85,8 @@ class Settings(BaseSettings):
     )
     sandbox_shopify_port: int = 8101
     sandbox_hubspot_port: int = 8102
+    sandbox_woocommerce_port: int = 8103
+    sandbox_bigcommerce_port: int = 8104
     log_level: str = "INFO"
 
     @field_validator("shopify_api_version")
@@ -117,6 +127,7 @@ class Tandem:
                 lease_seconds=self.settings.lease_seconds,
                 poll_interval_seconds=self.settings.poll_interval_seconds,
                 poll_overlap_seconds=self.settings.poll_overlap_seconds,
+                full_scan_interval_seconds=self.settings.full_scan_interval_seconds,
                 bulk_chunk_roots=self.settings.bulk_chunk_roots,
             ),
         )
@@ -158,6 +169,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             shopify_base_url=settings.shopify_base_url,
             shopify_api_version=settings.shopify_api_version,
             hubspot_base_url=settings.hubspot_base_url,
+            bigcommerce_base_url=settings.bigcommerce_base_url,
             allow_loopback=settings.allow_loopback,
         ),
         sessions,
@@ -217,34 +229,47 @@ def create_connection(
     t: Tandem,
     *,
     name: str,
-    shop: str,
-    shopify_token: str,
+    store_platform: str,
+    store_account: str,
+    store_credentials: Mapping[str, str],
     hubspot_token: str,
     hubspot_account: str,
     default_region: str | None = None,
     backfill: bool = True,
+    public_url: str | None = None,
 ) -> int:
-    """Register a Shopify store + HubSpot account pair, check both sides, queue the backfill.
+    """Register a store + HubSpot account pair, check both sides, register the store's
+    webhooks where Tandem does that itself, queue the backfill.
 
-    Raises ConfigurationError (bad shop domain, HubSpot refusing the properties) and
-    click.ClickException when the shop is already connected.
+    ``public_url`` (default TANDEM_PUBLIC_URL) is where the store reaches Tandem's webhooks.
+    Raises ConfigurationError (an account that cannot be one, a platform refusing the
+    properties or the webhooks) and click.ClickException (unknown platform, missing credential,
+    a store that is already connected). A refusal leaves no half-made connection.
     """
-    from connectors.shopify import normalise_shop_domain
     from mapping import CUSTOM_PROPERTIES
+    from sync.inbox import WEBHOOK_SECRET_KIND
 
-    shop = normalise_shop_domain(shop)
+    spec = STORES.get(store_platform)
+    if spec is None:
+        raise click.ClickException(
+            f"unknown store platform {store_platform!r}: one of {', '.join(sorted(STORES))}"
+        )
+    missing = [k for k in spec.credentials if not store_credentials.get(k)]
+    if missing:
+        raise click.ClickException(f"{store_platform} needs {', '.join(missing)}")
+    account = spec.normalise_account(store_account)
     with transaction(t.sessions) as session:
         existing = session.scalar(
             select(Connection).where(
-                Connection.store_platform == "shopify", Connection.store_account == shop
+                Connection.store_platform == store_platform, Connection.store_account == account
             )
         )
         if existing is not None:
-            raise click.ClickException(f"{shop} is already connection {existing.id}")
+            raise click.ClickException(f"{account} is already connection {existing.id}")
         connection = Connection(
             name=name,
-            store_platform="shopify",
-            store_account=shop,
+            store_platform=store_platform,
+            store_account=account,
             crm_platform="hubspot",
             crm_account=hubspot_account,
             status=ConnectionStatus.PAUSED,
@@ -252,15 +277,26 @@ def create_connection(
         )
         session.add(connection)
         session.flush()
-        t.vault.put(session, connection.id, "store", "access_token", shopify_token)
+        for kind in spec.credentials:
+            t.vault.put(session, connection.id, "store", kind, store_credentials[kind])
         t.vault.put(session, connection.id, "crm", "access_token", hubspot_token)
+        webhook_secret = None
+        if spec.webhook_path is not None:
+            webhook_secret = secrets.token_urlsafe(32)
+            t.vault.put(session, connection.id, "store", WEBHOOK_SECRET_KIND, webhook_secret)
         connection_id = connection.id
         crm = t.platforms.crm(session, connection)
+        store = t.platforms.store(session, connection) if webhook_secret else None
     # Outside any transaction: a platform call must never hold the state store's write lock.
     # Tandem-owned properties (external ids, consent, statuses) must exist before the first
-    # write; creating them is idempotent. A CRM that refuses leaves no half-made connection.
+    # write; creating them (and the store's webhooks) is idempotent.
     try:
         crm.ensure_properties(CUSTOM_PROPERTIES)
+        if store is not None:
+            path = spec.webhook_path.format(connection_id=connection_id)
+            store.ensure_webhooks(
+                f"{(public_url or t.settings.public_url).rstrip('/')}{path}", webhook_secret
+            )
     except Exception:
         with transaction(t.sessions) as session:
             session.delete(session.get(Connection, connection_id))
@@ -332,22 +368,53 @@ def _register_cli(app: Flask) -> None:
 
     @connections.command("create")
     @click.option("--name", required=True)
-    @click.option("--shop", required=True, help="acme or acme.myshopify.com")
-    @click.option("--shopify-token", envvar="TANDEM_NEW_SHOPIFY_TOKEN", required=True)
+    @click.option(
+        "--store",
+        "store_platform",
+        type=click.Choice(sorted(STORES)),
+        default="shopify",
+        show_default=True,
+    )
+    @click.option(
+        "--account",
+        "store_account",
+        required=True,
+        help="Shopify: acme or acme.myshopify.com; WooCommerce: the site URL; "
+        "BigCommerce: the store hash",
+    )
+    @click.option(
+        "--store-token",
+        envvar="TANDEM_NEW_STORE_TOKEN",
+        help="Shopify or BigCommerce access token",
+    )
+    @click.option("--consumer-key", envvar="TANDEM_NEW_CONSUMER_KEY", help="WooCommerce ck_...")
+    @click.option(
+        "--consumer-secret", envvar="TANDEM_NEW_CONSUMER_SECRET", help="WooCommerce cs_..."
+    )
     @click.option("--hubspot-token", envvar="TANDEM_NEW_HUBSPOT_TOKEN", required=True)
     @click.option("--hubspot-account", required=True, help="HubSpot portal id or label")
     @click.option(
         "--default-region", default=None, help="ISO country for phone numbers without one"
     )
     @click.option("--backfill/--no-backfill", default=True)
-    def connections_create(**options: Any) -> None:
-        """Connect a Shopify store to a HubSpot account."""
+    def connections_create(
+        store_token: str | None,
+        consumer_key: str | None,
+        consumer_secret: str | None,
+        **options: Any,
+    ) -> None:
+        """Connect a store to a HubSpot account (credentials may come from the environment)."""
         from connectors.errors import ConnectorError
 
         t = _current()
         _require_schema(t)
+        credentials = {
+            "access_token": store_token or "",
+            "consumer_key": consumer_key or "",
+            "consumer_secret": consumer_secret or "",
+        }
         try:
-            connection_id = create_connection(t, **options)
+            connection_id = create_connection(t, store_credentials=credentials, **options)
         except ConnectorError as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(
@@ -515,38 +582,52 @@ def _register_cli(app: Flask) -> None:
                 )
 
     @app.cli.command("sandbox")
+    @click.option(
+        "--store",
+        type=click.Choice(sorted(STORES)),
+        default="shopify",
+        show_default=True,
+    )
     @click.option("--customers", default=500, show_default=True)
     @click.option("--orders", default=2000, show_default=True)
     @click.option("--connect/--no-connect", default=True, help="also register the connection here")
-    def sandbox_command(customers: int, orders: int, connect: bool) -> None:
-        """Serve the Shopify and HubSpot simulators on loopback, seeded, until Ctrl-C.
+    def sandbox_command(store: str, customers: int, orders: int, connect: bool) -> None:
+        """Serve a storefront simulator and HubSpot's on loopback, seeded, until Ctrl-C.
 
-        The simulated shop sends its signed webhooks to TANDEM_PUBLIC_URL, so `flask run` and
+        The simulated store sends its signed webhooks to TANDEM_PUBLIC_URL, so `flask run` and
         `flask worker` (configured by the same environment) keep HubSpot in step with it.
         """
         import demo
 
         t = _current()
         s = t.settings
-        shopify_url = f"http://127.0.0.1:{s.sandbox_shopify_port}/{{shop}}"
+        port = getattr(s, f"sandbox_{store}_port")
         hubspot_url = f"http://127.0.0.1:{s.sandbox_hubspot_port}"
         secret = s.shopify_client_secret.get_secret_value() if s.shopify_client_secret else None
-        if connect and (
-            s.shopify_base_url != shopify_url
-            or s.hubspot_base_url != hubspot_url
-            or not s.allow_loopback
-            or not secret
-        ):
+        expected = {"TANDEM_HUBSPOT_BASE_URL": hubspot_url, "TANDEM_ALLOW_LOOPBACK": "1"}
+        pointing = demo.STORE_SIMS[store].setting
+        if pointing is not None:
+            name, value = pointing
+            expected[f"TANDEM_{name.upper()}"] = value(f"http://127.0.0.1:{port}")
+        if store == "shopify":
+            expected["TANDEM_SHOPIFY_CLIENT_SECRET"] = secret or "<any string>"
+        actual = {
+            "TANDEM_HUBSPOT_BASE_URL": s.hubspot_base_url,
+            "TANDEM_ALLOW_LOOPBACK": "1" if s.allow_loopback else "",
+            "TANDEM_SHOPIFY_BASE_URL": s.shopify_base_url,
+            "TANDEM_BIGCOMMERCE_BASE_URL": s.bigcommerce_base_url,
+            "TANDEM_SHOPIFY_CLIENT_SECRET": secret or "",
+        }
+        if connect and any(actual[k] != v for k, v in expected.items()):
             raise click.ClickException(
                 "point Tandem at the simulators first (the same variables for `flask run` and "
-                "`flask worker`):\n"
-                f"  export TANDEM_SHOPIFY_BASE_URL='{shopify_url}' TANDEM_HUBSPOT_BASE_URL={hubspot_url} "
-                "TANDEM_ALLOW_LOOPBACK=1 TANDEM_SHOPIFY_CLIENT_SECRET=<any string>"
+                "`flask worker`):\n  export " + " ".join(f"{k}='{v}'" for k, v in expected.items())
             )
         if connect:
             _require_schema(t)
         env = demo.start_sandbox(
-            shopify_port=s.sandbox_shopify_port,
+            platform=store,
+            store_port=port,
             hubspot_port=s.sandbox_hubspot_port,
             customers=customers,
             orders=orders,
@@ -554,7 +635,8 @@ def _register_cli(app: Flask) -> None:
             webhook_url=f"{s.public_url.rstrip('/')}/webhooks/shopify",
         )
         click.echo(
-            f"Shopify simulator: {env.shopify.url}  (shop {env.shop}; webhooks to {s.public_url})"
+            f"{demo.STORE_SIMS[store].title} simulator: {env.store.url}  "
+            f"(store {env.account}; webhooks to {s.public_url})"
         )
         click.echo(f"HubSpot simulator: {env.hubspot.url}  (portal {env.portal_id})")
         if connect:
@@ -633,9 +715,14 @@ def _register_cli(app: Flask) -> None:
     @app.cli.command("demo")
     @click.option("--customers", default=500, show_default=True)
     @click.option("--orders", default=2000, show_default=True)
-    @click.option("--store", type=click.Choice(["shopify"]), default="shopify", show_default=True)
+    @click.option(
+        "--store",
+        type=click.Choice(sorted(STORES)),
+        default="shopify",
+        show_default=True,
+    )
     def demo_command(customers: int, orders: int, store: str) -> None:
         """Seed a simulated store, sync it into a simulated HubSpot, keep it in step, report."""
         import demo
 
-        sys.exit(demo.run(customers=customers, orders=orders))
+        sys.exit(demo.run(store=store, customers=customers, orders=orders))

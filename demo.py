@@ -1,11 +1,11 @@
 """The demo, and the harness the end-to-end tests share with it.
 
-``flask demo`` starts the Shopify and HubSpot simulators and Tandem itself (webhook receiver and
-workers) in this process, on loopback ports, with a throwaway state store; seeds a store,
-connects it, backfills, simulates live activity through signed webhooks (some dropped, some
-duplicated, so polling has to catch up), waits until HubSpot matches the store, and prints what
-happened. Same connectors, same engine as production: only configuration points them at the
-simulators.
+``flask demo`` starts a storefront simulator (Shopify, WooCommerce or BigCommerce), HubSpot's,
+and Tandem itself (webhook receiver and workers) in this process, on loopback ports, with a
+throwaway state store; seeds a store, connects it, backfills, simulates live activity through
+signed webhooks (some dropped, some duplicated, so polling has to catch up), waits until HubSpot
+matches the store, and prints what happened. Same connectors, same engine as production: only
+configuration points them at the simulators.
 """
 
 from __future__ import annotations
@@ -46,45 +46,119 @@ WEBHOOK_TOPICS = [
 ]
 
 
+@dataclass(frozen=True)
+class StoreSim:
+    """How the harness drives one storefront's simulator: where its control API keeps stores,
+    how a store is made there, and what Tandem calls the account and its credentials."""
+
+    platform: str
+    make_app: Callable[..., Any]
+    collection: str  # the control API's /_sandbox/<collection>/<key>
+    create: Callable[[Sandbox, str], dict[str, Any]]  # the body of POST /_sandbox/<collection>
+    title: str
+    # The Tandem setting that points the connector at the simulator, and its value from the
+    # simulator's URL. None for WooCommerce, whose every store is its own site URL.
+    setting: tuple[str, Callable[[str], str]] | None
+
+
+def _create_shopify(sandbox: Sandbox, url: str) -> dict[str, Any]:
+    sandbox.account = sandbox.key
+    sandbox.credentials = {"access_token": f"shpat_{secrets.token_hex(16)}"}
+    return {
+        "domain": sandbox.key,
+        "access_token": sandbox.credentials["access_token"],
+        "client_secret": sandbox.client_secret,
+        "currency": "USD",
+        "country": "US",
+        "timezone": "America/New_York",
+        "name": "Tandem Demo",
+    }
+
+
+STORE_SIMS: dict[str, StoreSim] = {
+    "shopify": StoreSim(
+        "shopify",
+        create_shopify,
+        "shops",
+        _create_shopify,
+        "Shopify",
+        ("shopify_base_url", lambda url: f"{url}/{{shop}}"),
+    ),
+}
+DEFAULT_KEYS = {"shopify": SHOP, "woocommerce": "tandem-demo", "bigcommerce": "tdemo42"}
+
+
 @dataclass
 class Sandbox:
-    """Running simulators and the accounts made in them."""
+    """Running simulators (one storefront, HubSpot) and the accounts made in them."""
 
-    shopify: RunningServer
+    platform: str
+    store: RunningServer
     hubspot: RunningServer
-    shop: str
-    shopify_token: str
-    client_secret: str
+    key: str  # the store's name in the simulator's control API
+    client_secret: str  # the app's secret (Shopify webhook HMAC, BigCommerce client secret)
     hubspot_token: str
     portal_id: int
+    account: str = ""  # the store account as Tandem names it (domain, site URL, store hash)
+    credentials: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sim(self) -> StoreSim:
+        return STORE_SIMS[self.platform]
 
     def control(self, server: RunningServer, method: str, path: str, **kwargs: Any) -> Any:
         response = requests.request(method, f"{server.url}/_sandbox{path}", timeout=30, **kwargs)
         response.raise_for_status()
         return response.json() if response.content else None
 
-    def shop_control(self, method: str, path: str = "", **kwargs: Any) -> Any:
-        return self.control(self.shopify, method, f"/shops/{self.shop}{path}", **kwargs)
+    def store_control(self, method: str, path: str = "", **kwargs: Any) -> Any:
+        return self.control(
+            self.store, method, f"/{self.sim.collection}/{self.key}{path}", **kwargs
+        )
 
     def store_dump(self) -> dict[str, Any]:
-        return self.shop_control("GET", "/dump")
+        """Every record in the platform's own API shape."""
+        return self.store_control("GET", "/dump")
+
+    def summary(self) -> dict[str, Any]:
+        """The store in the simulators' platform-neutral shape (what compare reads)."""
+        return self.store_control("GET", "/summary")
 
     def crm_dump(self) -> dict[str, Any]:
         return self.control(self.hubspot, "GET", f"/portals/{self.portal_id}/dump")
 
     def subscribe(self, webhook_url: str) -> None:
-        self.shop_control(
-            "POST", "/webhooks", json={"address": webhook_url, "topics": WEBHOOK_TOPICS}
+        """Shopify only: its webhooks are subscribed by the app's configuration, not by
+        Tandem's connector; WooCommerce and BigCommerce hooks are registered on connect."""
+        if self.platform == "shopify":
+            self.store_control(
+                "POST", "/webhooks", json={"address": webhook_url, "topics": WEBHOOK_TOPICS}
+            )
+
+    def add_store(self, key: str, **changes: Any) -> Sandbox:
+        """A second store of the same platform in the same simulator (same app secret)."""
+        other = Sandbox(
+            self.platform,
+            self.store,
+            self.hubspot,
+            key,
+            self.client_secret,
+            changes.pop("hubspot_token", f"pat-na1-{secrets.token_hex(16)}"),
+            changes.pop("portal_id", self.portal_id + 1),
         )
+        body = self.sim.create(other, self.store.url)
+        self.control(self.store, "POST", f"/{self.sim.collection}", json={**body, **changes})
+        return other
 
     def stop(self) -> None:
-        self.shopify.stop()
+        self.store.stop()
         self.hubspot.stop()
 
 
 def start_sandbox(
     *,
-    shopify_port: int = 0,
+    platform: str = "shopify",
+    store_port: int = 0,
     hubspot_port: int = 0,
     customers: int = 500,
     orders: int = 2000,
@@ -94,38 +168,27 @@ def start_sandbox(
     hubspot_limit: int = 190,
     client_secret: str | None = None,
 ) -> Sandbox:
-    """Start both simulators, create and seed the shop and the HubSpot portal.
+    """Start a storefront simulator and HubSpot's, create and seed the store and the portal.
 
-    The shop restores 1000 cost points a second, as a Shopify Plus store does
+    A Shopify shop restores 1000 cost points a second, as a Shopify Plus store does
     (https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits); at the Standard
     plan's 100 a second, polling a few hundred changed orders takes minutes, not seconds.
     """
-    shopify = serve(create_shopify(restore_rate=restore_rate), port=shopify_port)
+    sim = STORE_SIMS[platform]
+    store_app = sim.make_app(restore_rate=restore_rate) if platform == "shopify" else sim.make_app()
+    store = serve(store_app, port=store_port)
     hubspot = serve(create_hubspot(), port=hubspot_port)
     sandbox = Sandbox(
-        shopify=shopify,
+        platform=platform,
+        store=store,
         hubspot=hubspot,
-        shop=SHOP,
-        shopify_token=f"shpat_{secrets.token_hex(16)}",
+        key=DEFAULT_KEYS[platform],
         client_secret=client_secret or secrets.token_hex(16),
         hubspot_token=f"pat-na1-{secrets.token_hex(16)}",
         portal_id=PORTAL_ID,
     )
-    sandbox.control(
-        shopify,
-        "POST",
-        "/shops",
-        json={
-            "domain": SHOP,
-            "access_token": sandbox.shopify_token,
-            "client_secret": sandbox.client_secret,
-            "currency": "USD",
-            "country": "US",
-            "timezone": "America/New_York",
-            "name": "Tandem Demo",
-        },
-    )
-    sandbox.shop_control(
+    sandbox.control(store, "POST", f"/{sim.collection}", json=sim.create(sandbox, store.url))
+    sandbox.store_control(
         "POST", "/seed", json={"customers": customers, "orders": orders, "seed": seed}
     )
     # Professional tier: 190 requests per 10 s (https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines)
@@ -145,36 +208,44 @@ def start_sandbox(
     return sandbox
 
 
-def connect(t, sandbox: Sandbox, *, backfill: bool = True) -> int:
-    """Register the sandbox shop + portal as a Tandem connection (as `flask connections create`)."""
+def connect(t, sandbox: Sandbox, *, backfill: bool = True, public_url: str | None = None) -> int:
+    """Register the sandbox store + portal as a Tandem connection (as `flask connections
+    create`). ``public_url``: where the store's webhooks reach Tandem's receiver."""
     from app import create_connection
 
     return create_connection(
         t,
         name="Tandem Demo",
-        shop=sandbox.shop,
-        shopify_token=sandbox.shopify_token,
+        store_platform=sandbox.platform,
+        store_account=sandbox.account,
+        store_credentials=sandbox.credentials,
         hubspot_token=sandbox.hubspot_token,
         hubspot_account=str(sandbox.portal_id),
         default_region="US",
         backfill=backfill,
+        public_url=public_url,
     )
 
 
 def sandbox_config(sandbox: Sandbox, var_dir: Path, **overrides: Any) -> dict[str, Any]:
     """Tandem settings that point every connector at the simulators."""
+    pointing = {}
+    if sandbox.sim.setting is not None:
+        name, value = sandbox.sim.setting
+        pointing[name] = value(sandbox.store.url)
     return {
         "var_dir": var_dir,
         "encryption_keys": Fernet.generate_key().decode(),
         "shopify_client_secret": sandbox.client_secret,
-        "shopify_base_url": f"{sandbox.shopify.url}/{{shop}}",
         "hubspot_base_url": sandbox.hubspot.url,
         "allow_loopback": True,
         "poll_interval_seconds": 3.0,
         "poll_overlap_seconds": 60.0,
+        "full_scan_interval_seconds": 10.0,
         "lease_seconds": 30.0,
         "reconcile_interval_seconds": 0.5,
         "log_level": "WARNING",
+        **pointing,
         **overrides,
     }
 
@@ -196,14 +267,16 @@ class Comparison:
         return not self.problems
 
 
-def compare(store: dict[str, Any], crm: dict[str, Any], shop: str) -> Comparison:
+def compare(sandbox: Sandbox) -> Comparison:
     """Check HubSpot against the store, independently of the engine's own bookkeeping.
 
-    Every customer with an email is one live contact with that email and name; every order is
-    one deal (by Tandem's external id) with the order's total, associated to its buyer, with
-    one line item per store line item. Customers without an email cannot be matched by email
-    and are expected as dead letters, not contacts.
+    Reads the store simulator's own summary (not Tandem's mapping): every customer with an
+    email is one live contact with that email and name; every order still in the store (not
+    trashed or archived) is one deal, by Tandem's external id, with the order's total,
+    associated to its buyer, with one line item per store line item. Customers without an
+    email cannot be matched by email and are expected as dead letters, not contacts.
     """
+    store, crm = sandbox.summary(), sandbox.crm_dump()
     result = Comparison()
     objects = crm["objects"]
     live = {
@@ -227,46 +300,45 @@ def compare(store: dict[str, Any], crm: dict[str, Any], shop: str) -> Comparison
 
     customer_email: dict[str, str] = {}
     for customer in store["customers"]:
-        email = (
-            ((customer.get("defaultEmailAddress") or {}).get("emailAddress") or "").strip().lower()
-        )
+        email = (customer.get("email") or "").strip().lower()
         if not email:
             result.skipped_no_email += 1
             continue
         customer_email[customer["id"]] = email
         found = contacts_by_email.get(email)
         if not found:
-            result.problems.append(f"customer {customer['legacyResourceId']}: no contact {email}")
+            result.problems.append(f"customer {customer['id']}: no contact {email}")
             continue
         props = found[0]["properties"]
-        for ours, theirs in (("firstname", "firstName"), ("lastname", "lastName")):
+        for ours, theirs in (("firstname", "first_name"), ("lastname", "last_name")):
             if (props.get(ours) or "") != (customer.get(theirs) or "").strip():
                 result.problems.append(
-                    f"customer {customer['legacyResourceId']}: {ours} {props.get(ours)!r} != {customer.get(theirs)!r}"
+                    f"customer {customer['id']}: {ours} {props.get(ours)!r} != {customer.get(theirs)!r}"
                 )
 
     deals = {d["properties"].get("tandem_order_id"): d for d in live["deals"]}
     if len(deals) != len(live["deals"]):
         result.problems.append("two deals share an external id")
     for order in store["orders"]:
-        key = f"shopify:{shop}:order:{order['legacyResourceId']}"
+        if order["removed"]:
+            continue
+        key = f"{sandbox.platform}:{sandbox.account}:order:{order['id']}"
         deal = deals.get(key)
         if deal is None:
             result.problems.append(f"order {order['name']}: no deal")
             continue
-        amount = Decimal(order["totalPriceSet"]["shopMoney"]["amount"])
+        amount = Decimal(order["total"])
         if Decimal(deal["properties"].get("amount") or "NaN") != amount:
             result.problems.append(
                 f"order {order['name']}: amount {deal['properties'].get('amount')} != {amount}"
             )
         items = links.get(("deals", deal["id"]), set()) & {li["id"] for li in live["line_items"]}
-        if len(items) != len(order["lineItems"]["nodes"]):
+        if len(items) != order["line_items"]:
             result.problems.append(
-                f"order {order['name']}: {len(items)} line items, store has {len(order['lineItems']['nodes'])}"
+                f"order {order['name']}: {len(items)} line items, store has {order['line_items']}"
             )
         buyer = (
-            customer_email.get((order.get("customer") or {}).get("id"))
-            or (order.get("email") or "").lower()
+            customer_email.get(order.get("customer_id") or "") or (order.get("email") or "").lower()
         )
         if buyer and buyer in contacts_by_email:
             contact_ids = {c["id"] for c in contacts_by_email[buyer]}
@@ -325,7 +397,9 @@ def linked_counts(t, connection_id: int) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------------- the demo
-def run(*, customers: int = 500, orders: int = 2000, timeout: float = 240.0) -> int:
+def run(
+    *, store: str = "shopify", customers: int = 500, orders: int = 2000, timeout: float = 240.0
+) -> int:
     """The whole demo; returns the process exit code (0: HubSpot matched the store)."""
     from app import create_app, tandem_of
 
@@ -333,10 +407,11 @@ def run(*, customers: int = 500, orders: int = 2000, timeout: float = 240.0) -> 
     started = time.monotonic()
     phases: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="tandem-demo-") as tmp:
+        title = STORE_SIMS[store].title
         console.print(
-            "[bold]Tandem demo[/]: a simulated Shopify store syncing into a simulated HubSpot\n"
+            f"[bold]Tandem demo[/]: a simulated {title} store syncing into a simulated HubSpot\n"
         )
-        sandbox = start_sandbox(customers=customers, orders=orders)
+        sandbox = start_sandbox(platform=store, customers=customers, orders=orders)
         app = create_app(sandbox_config(sandbox, Path(tmp)))
         t = tandem_of(app)
         migrate.upgrade(t.engine)
@@ -345,15 +420,16 @@ def run(*, customers: int = 500, orders: int = 2000, timeout: float = 240.0) -> 
         worker = InProcessWorker(t.worker(), threads=2).start()
         phases["set-up"] = time.monotonic() - started
         try:
-            store = sandbox.store_dump()
-            n_customers, n_orders = len(store["customers"]), len(store["orders"])
-            n_items = sum(len(o["lineItems"]["nodes"]) for o in store["orders"])
+            seeded = sandbox.summary()
+            n_customers, n_orders = len(seeded["customers"]), len(seeded["orders"])
+            n_items = sum(o["line_items"] for o in seeded["orders"])
             console.print(
-                f"Seeded [cyan]{SHOP}[/]: {n_customers} customers, {n_orders} orders, {n_items} line items "
-                f"(paid in {len({o['presentmentCurrencyCode'] for o in store['orders']})} currencies, "
-                f"{sum(1 for o in store['orders'] if not o.get('customer'))} guest orders)"
+                f"Seeded [cyan]{sandbox.account}[/]: {n_customers} customers, {n_orders} orders, "
+                f"{n_items} line items "
+                f"(in {len({o['currency'] for o in seeded['orders']})} currencies, "
+                f"{sum(1 for o in seeded['orders'] if not o['customer_id'])} guest orders)"
             )
-            connection_id = connect(t, sandbox)
+            connection_id = connect(t, sandbox, public_url=receiver.url)
             ok = _backfill_with_progress(console, t, connection_id, n_customers, n_orders, timeout)
             phases["backfill"] = time.monotonic() - started - sum(phases.values())
             if not ok:
@@ -413,10 +489,10 @@ def _backfill_with_progress(console, t, connection_id, n_customers, n_orders, ti
 def _live_activity(console, sandbox: Sandbox) -> dict[str, Any]:
     # Real webhooks get lost and repeated: drop 5 % (polling must catch them) and repeat 5 %
     # (the inbox must absorb them).
-    sandbox.shop_control(
+    sandbox.store_control(
         "PATCH", "/knobs", json={"webhook_drop_rate": 0.05, "webhook_duplicate_rate": 0.05}
     )
-    done = sandbox.shop_control(
+    done = sandbox.store_control(
         "POST",
         "/activity",
         json={
@@ -439,7 +515,7 @@ def _converge(console, sandbox: Sandbox, timeout: float) -> tuple[bool, Comparis
     with console.status("Waiting until HubSpot matches the store...") as status:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            comparison = compare(sandbox.store_dump(), sandbox.crm_dump(), sandbox.shop)
+            comparison = compare(sandbox)
             if comparison.in_step:
                 return True, comparison
             status.update(
@@ -452,11 +528,11 @@ def _converge(console, sandbox: Sandbox, timeout: float) -> tuple[bool, Comparis
 def _summary(
     console, t, sandbox: Sandbox, connection_id, comparison: Comparison, live, phases, elapsed
 ) -> None:
-    shopify_calls = sandbox.shop_control("GET", "/calls")["calls"]
+    store_calls = sandbox.store_control("GET", "/calls")["calls"]
     hubspot_calls = sandbox.control(
         sandbox.hubspot, "GET", "/calls", params={"portal_id": sandbox.portal_id}
     )["calls"]
-    deliveries = sandbox.shop_control("GET", "/deliveries")["deliveries"]
+    deliveries = sandbox.store_control("GET", "/deliveries")["deliveries"]
     with transaction(t.sessions) as session:
         inbox_rows = session.scalar(
             select(func.count(InboxEvent.id)).where(InboxEvent.connection_id == connection_id)
@@ -480,9 +556,10 @@ def _summary(
         "records linked (customers / orders / line items)",
         f"{counts.get('customer', 0)} / {counts.get('order', 0)} / {counts.get('line_item', 0)}",
     )
+    cost = sum(c.get("requested_cost") or 0 for c in store_calls)  # Shopify's GraphQL points
     table.add_row(
-        "API calls: Shopify",
-        f"{len(shopify_calls)} (GraphQL cost {sum(c.get('requested_cost') or 0 for c in shopify_calls):.0f} points)",
+        f"API calls: {sandbox.sim.title}",
+        f"{len(store_calls)}" + (f" (GraphQL cost {cost:.0f} points)" if cost else ""),
     )
     writes = Counter(c["method"] for c in hubspot_calls)
     table.add_row(

@@ -40,7 +40,7 @@ def main(customers: int, orders: int) -> None:
                 raise SystemExit("backfill did not finish in 30 minutes")
             elapsed = time.perf_counter() - started
             counts = demo.linked_counts(t, connection_id)
-            shopify = sandbox.shop_control("GET", "/calls")["calls"]
+            shopify = sandbox.store_control("GET", "/calls")["calls"]
             hubspot = sandbox.control(
                 sandbox.hubspot, "GET", "/calls", params={"portal_id": sandbox.portal_id}
             )["calls"]

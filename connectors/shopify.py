@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -364,6 +364,8 @@ class Page:
     next_cursor: str | None
     requested_cost: float | None
     throttle: dict[str, float] | None
+    # Ids the platform reports as gone; Shopify deletes outright, so a list never has any.
+    removed: tuple[str, ...] = ()
 
 
 @dataclass
@@ -408,6 +410,9 @@ class ShopifyConnector:
     """One shop's Admin API. Every call goes through ``http`` (retries, budget, redaction)."""
 
     platform = PLATFORM
+    # Full history comes from bulkOperationRunQuery [SH-BULK]; both lists filter on updated_at.
+    bulk_backfill = True
+    customers_incremental = True
 
     def __init__(
         self,
@@ -525,6 +530,16 @@ class ShopifyConnector:
         if order is not None:
             self._complete_line_items(order)
         return order
+
+    def get_customers(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The customers of ``ids`` that still exist (the store-connector interface the worker
+        uses for refetches). Raises connectors.errors.*."""
+        return [c for c in (self.get_customer(i) for i in ids) if c is not None]
+
+    def get_orders(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The orders of ``ids`` that still exist, with all their line items. Raises
+        connectors.errors.*."""
+        return [o for o in (self.get_order(i) for i in ids) if o is not None]
 
     # ------------------------------------------------------------------ bulk export
     def start_bulk(self, entity: Literal["customers", "orders"]) -> str:

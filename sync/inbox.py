@@ -16,8 +16,11 @@ from sqlalchemy.orm import Session
 
 from sync import jobs
 from sync.models import Connection, ConnectionStatus, InboxEvent, InboxStatus, utcnow
+from sync.secrets import SecretsError, Vault
 
 DRAIN = "inbox_drain"
+# The credential kind under which a connection's webhook secret is kept (store side).
+WEBHOOK_SECRET_KIND = "webhook_secret"  # noqa: S105 - the name of a credential
 
 
 @dataclass(frozen=True)
@@ -105,3 +108,32 @@ def pending(session: Session, connection_id: int, limit: int) -> list[InboxEvent
             .limit(limit)
         )
     )
+
+
+def webhook_secret(
+    session: Session,
+    vault: Vault,
+    platform: str,
+    *,
+    connection_id: int | None = None,
+    account: str | None = None,
+) -> tuple[Connection, str] | None:
+    """The store connection a delivery claims to be for, and the webhook secret Tandem gave
+    that store when it registered its webhooks; None if either is unknown.
+
+    For platforms whose deliveries are authenticated per connection (WooCommerce signs with the
+    webhook's secret, BigCommerce sends the header registered with the hook), unlike Shopify's
+    app-wide client secret.
+    """
+    query = select(Connection).where(Connection.store_platform == platform)
+    if connection_id is not None:
+        query = query.where(Connection.id == connection_id)
+    if account is not None:
+        query = query.where(Connection.store_account == account)
+    connection = session.scalar(query)
+    if connection is None:
+        return None
+    try:
+        return connection, vault.get(session, connection.id, "store", WEBHOOK_SECRET_KIND)
+    except SecretsError:
+        return None

@@ -29,12 +29,18 @@ class PlatformConfig:
     shopify_base_url: str = "https://{shop}"
     shopify_api_version: str = "2026-01"
     hubspot_base_url: str = "https://api.hubapi.com"
+    bigcommerce_base_url: str = "https://api.bigcommerce.com/stores/{store_hash}"
     allow_loopback: bool = False
     timeout: tuple[float, float] = (5.0, 30.0)
     max_inline_wait: float = 30.0
     # Budget defaults until the platform tells us better (see sync.budget).
     shopify_bucket: tuple[float, float] = (1000.0, 100.0)
     hubspot_bucket: tuple[float, float] = (100.0, 10.0)
+    # 150 requests per 30 s, the Standard/Plus store quota [BC-RL]; the headers correct it.
+    bigcommerce_bucket: tuple[float, float] = (150.0, 5.0)
+    # WooCommerce core has no rate limit [WC-DOCS _introduction.md], but the merchant's host
+    # serves its shoppers from the same PHP workers: a polite pace, not the fastest one.
+    woocommerce_bucket: tuple[float, float] = (20.0, 5.0)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -86,8 +92,7 @@ class Platforms:
 
     def store(self, session: Session, connection: Connection, *, priority: int = 0):
         """The store connector of ``connection``. Raises SecretsError or ConfigurationError."""
-        builder: Callable = STORES[connection.store_platform]
-        return builder(self, session, connection, priority)
+        return STORES[connection.store_platform].build(self, session, connection, priority)
 
     def crm(self, session: Session, connection: Connection, *, priority: int = 0):
         builder: Callable = CRMS[connection.crm_platform]
@@ -132,5 +137,22 @@ def _hubspot(platforms: Platforms, session: Session, connection: Connection, pri
     )
 
 
-STORES: dict[str, Callable] = {"shopify": _shopify}
+@dataclass(frozen=True)
+class StorePlatform:
+    """What Tandem needs to know to connect a store of one platform."""
+
+    build: Callable
+    # The account as the merchant gives it -> Tandem's canonical name for it (raises
+    # ConfigurationError for something that cannot be one).
+    normalise_account: Callable[[str], str]
+    credentials: tuple[str, ...]  # kept encrypted under the "store" side
+    # Where the store sends webhooks, below TANDEM_PUBLIC_URL, when Tandem registers them with
+    # a secret of the connection's own; None where the app's configuration subscribes them
+    # (Shopify: the app's webhook subscriptions, signed with the app's client secret).
+    webhook_path: str | None = None
+
+
+STORES: dict[str, StorePlatform] = {
+    "shopify": StorePlatform(_shopify, shopify_connector.normalise_shop_domain, ("access_token",)),
+}
 CRMS: dict[str, Callable] = {"hubspot": _hubspot}

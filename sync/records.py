@@ -31,7 +31,9 @@ PARSERS: dict[str, dict[str, Parsers]] = {
 @dataclass(frozen=True)
 class TopicMeaning:
     entity: str  # "customer" | "order"
-    action: str  # "upsert" | "delete"
+    # "upsert": the payload is the record; "fetch": the payload names it, read it from the API
+    # (absent there means gone); "delete": the record is gone.
+    action: str
 
 
 # https://shopify.dev/docs/api/webhooks (topics relevant to a CRM sync)
@@ -62,6 +64,12 @@ DEFERRED_TOPICS: dict[str, frozenset[str]] = {
 
 
 def source_id(payload: dict[str, Any]) -> str | None:
-    """The store id a webhook payload is about, as a string (None if absent)."""
+    """The store id a webhook payload is about, as a string (None if absent).
+
+    Full payloads carry it at the top (Shopify, WooCommerce); BigCommerce's thin ones under
+    ``data`` ({"scope", "data": {"type", "id"}, ...}).
+    """
     value = payload.get("id")
+    if value is None and isinstance(payload.get("data"), dict):
+        value = payload["data"].get("id")
     return None if value is None else str(value)

@@ -12,7 +12,7 @@ import logging
 import random
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -72,6 +72,7 @@ class WorkerConfig:
     lease_seconds: float = 120.0
     poll_interval_seconds: float = 300.0
     poll_overlap_seconds: float = 300.0
+    full_scan_interval_seconds: float = 3600.0
     drain_batch: int = 200
     bulk_chunk_roots: int = 250
     bulk_wait_seconds: float = 1.0
@@ -306,42 +307,52 @@ class Worker:
             events = [(row.id, row.topic, row.payload) for row in rows]
         topics = TOPICS[connection.store_platform]
         upserts: dict[str, list[dict]] = {"customer": [], "order": []}
+        fetches: dict[str, list[str]] = {"customer": [], "order": []}
         deletes: list[tuple[str, str]] = []
-        ignored: list[int] = []
-        for row_id, topic, payload in events:
+        for _row_id, topic, payload in events:
             meaning = topics.get(topic)
-            if meaning is None:
-                ignored.append(row_id)
-            elif meaning.action == "delete":
-                if (sid := source_id(payload)) is not None:
-                    deletes.append((meaning.entity, sid))
+            sid = source_id(payload)
+            if meaning is None or (meaning.action != "upsert" and sid is None):
+                continue  # a topic we do not sync, or a payload naming nothing: nothing to do
+            if meaning.action == "delete":
+                deletes.append((meaning.entity, sid))
+            elif meaning.action == "fetch":
+                if sid not in fetches[meaning.entity]:
+                    fetches[meaning.entity].append(sid)
             else:
                 upserts[meaning.entity].append(payload)
-        engine = self._engine(job, connection) if any(upserts.values()) else None
-        unreadable: dict[str, list] = {}
+        fetched: dict[str, list[dict]] = {"customer": [], "order": []}
+        if any(fetches.values()):
+            # Thin notifications (BigCommerce): read the records now, in the API's shape. One
+            # that is no longer there was deleted (or archived) after the notification.
+            store = self._store(job, connection)
+            for entity, ids in fetches.items():
+                if not ids:
+                    continue
+                get = store.get_customers if entity == "customer" else store.get_orders
+                fetched[entity] = get(ids)
+                found = {str(raw.get("id")) for raw in fetched[entity]}
+                deletes.extend((entity, sid) for sid in ids if sid not in found)
+        engine = (
+            self._engine(job, connection)
+            if any(upserts.values()) or any(fetched.values())
+            else None
+        )
+        unreadable: dict[str, list] = {"customer": [], "order": []}
         for entity in ("customer", "order"):  # contacts first, so orders find their buyer
-            if not upserts[entity]:
-                continue
-            records, raw, bad = self._map(connection, "webhook", entity, upserts[entity])
-            unreadable[entity] = bad
-            self._sync(engine, entity, records, raw)
+            for shape, payloads in (("webhook", upserts[entity]), ("api", fetched[entity])):
+                if not payloads:
+                    continue
+                records, raw, bad = self._map(connection, shape, entity, payloads)
+                unreadable[entity].extend(bad)
+                self._sync(engine, entity, records, raw)
 
         def apply(session: Session, step: Step) -> None:
             for entity, bad in unreadable.items():
                 self._dead_unreadable(session, connection, entity, bad)
-            now = utcnow()
             for entity, sid in deletes:
-                # Deleting or anonymising the CRM record is the connection's choice, built with
-                # the privacy feature; until then the link remembers the store deleted it.
-                link = session.scalar(
-                    select(Link).where(
-                        Link.connection_id == connection.id,
-                        Link.entity == entity,
-                        Link.store_id == sid,
-                    )
-                )
-                if link is not None:
-                    link.store_deleted_at = now
+                mark_store_deleted(session, connection.id, entity, [sid])
+            now = utcnow()
             done_ids = [row_id for row_id, _, _ in events]
             if done_ids:
                 for row in session.scalars(select(InboxEvent).where(InboxEvent.id.in_(done_ids))):
@@ -374,6 +385,7 @@ class Worker:
 
         def apply(session: Session, step: Step) -> None:
             self._dead_unreadable(session, connection, entity, bad)
+            mark_store_deleted(session, connection.id, entity, page.removed)
             checkpoint = checkpoint_row(session, connection.id, entity_plural, POLL)
             newest = max(((r.updated_at, r.source_id) for r in records), default=None)
             if newest and (
@@ -395,8 +407,14 @@ class Worker:
                     }
                 )
             else:
+                # A store that cannot filter customers by modification time is read whole
+                # each time (WooCommerce); that is worth doing far less often, webhooks being
+                # the real-time path there.
+                full_scan = entity == "customer" and not store.customers_incremental
                 checkpoint.next_run_at = utcnow() + timedelta(
-                    seconds=self._poll_interval(connection)
+                    seconds=self._full_scan_interval(connection)
+                    if full_scan
+                    else self._poll_interval(connection)
                 )
 
         return self._finish(job, apply)
@@ -405,6 +423,13 @@ class Worker:
         return float(
             (connection.settings or {}).get(
                 "poll_interval_seconds", self.config.poll_interval_seconds
+            )
+        )
+
+    def _full_scan_interval(self, connection: Connection) -> float:
+        return float(
+            (connection.settings or {}).get(
+                "full_scan_interval_seconds", self.config.full_scan_interval_seconds
             )
         )
 
@@ -454,6 +479,9 @@ class Worker:
 
     # ------------------------------------------------------------------ backfill
     def _backfill(self, job: Job, connection: Connection) -> list[int]:
+        """Customers, then orders, in full. Phases: ``start``; then either a bulk export
+        (``wait`` until it is ready, ``read`` it in chunks: Shopify) or ``page`` through the
+        list endpoints (stores without bulk exports)."""
         phase = job.payload.get("phase", "start")
         entity_plural = job.payload.get("entity", "customers")
         store = self._store(job, connection)
@@ -465,7 +493,11 @@ class Worker:
 
         if phase == "start":
             started_at = job.payload.get("started_at") or utcnow().isoformat()
-            operation_id = store.start_bulk(entity_plural)
+            if store.bulk_backfill:
+                operation_id = store.start_bulk(entity_plural)
+                first = {"phase": "wait", "operation": operation_id}
+            else:
+                operation_id, first = None, {"phase": "page", "cursor": None}
 
             def apply(session: Session, step: Step) -> None:
                 state = checkpoint_row(session, connection.id, "all", BACKFILL)
@@ -479,12 +511,7 @@ class Worker:
                 step.follow_ups.append(
                     {
                         **base,
-                        "payload": {
-                            "phase": "wait",
-                            "entity": entity_plural,
-                            "operation": operation_id,
-                            "started_at": started_at,
-                        },
+                        "payload": {**first, "entity": entity_plural, "started_at": started_at},
                     }
                 )
 
@@ -510,25 +537,34 @@ class Worker:
 
             return self._finish(job, apply)
 
-        # phase == "read"
-        url, offset = job.payload.get("url"), int(job.payload.get("offset") or 0)
+        entity = entity_plural.removesuffix("s")
         records: list[Any] = []
         bad: list = []
-        next_offset = None
-        entity = entity_plural.removesuffix("s")
-        if url:  # no url: the operation found nothing
-            chunk = store.read_bulk(url, offset=offset, max_roots=self.config.bulk_chunk_roots)
-            next_offset = chunk.next_offset
-            records, raw, bad = self._map(connection, "api", entity, chunk.records)
+        removed: tuple[str, ...] = ()
+        if phase == "page":
+            fetch = store.customers_page if entity_plural == "customers" else store.orders_page
+            page = fetch(updated_since=None, cursor=job.payload.get("cursor"))
+            raws, removed = page.records, page.removed
+            more = {"cursor": page.next_cursor} if page.next_cursor else None
+        else:  # phase == "read"
+            url, offset = job.payload.get("url"), int(job.payload.get("offset") or 0)
+            raws, more = [], None
+            if url:  # no url: the operation found nothing
+                chunk = store.read_bulk(url, offset=offset, max_roots=self.config.bulk_chunk_roots)
+                raws = chunk.records
+                more = {"offset": chunk.next_offset} if chunk.next_offset is not None else None
+        if raws:
+            records, raw, bad = self._map(connection, "api", entity, raws)
             if records:
                 self._sync(self._engine(job, connection), entity, records, raw)
 
         def apply(session: Session, step: Step) -> None:
             self._dead_unreadable(session, connection, entity, bad)
+            mark_store_deleted(session, connection.id, entity, removed)
             state = checkpoint_row(session, connection.id, "all", BACKFILL)
-            if next_offset is not None:
-                state.state = {**state.state, "offset": next_offset}
-                step.follow_ups.append({**base, "payload": {**job.payload, "offset": next_offset}})
+            if more is not None:
+                state.state = {**state.state, **more}
+                step.follow_ups.append({**base, "payload": {**job.payload, **more}})
                 return
             poll = checkpoint_row(session, connection.id, entity_plural, POLL)
             started = datetime.fromisoformat(job.payload["started_at"])
@@ -560,7 +596,8 @@ class Worker:
         """Read one record from the store now and sync it (dead-letter replay)."""
         entity, store_id = job.payload["entity"], job.payload["store_id"]
         store = self._store(job, connection)
-        raw = store.get_customer(store_id) if entity == "customer" else store.get_order(store_id)
+        get = store.get_customers if entity == "customer" else store.get_orders
+        raw = next(iter(get([store_id])), None)
         bad: list = []
         if raw is not None:
             records, by_id, bad = self._map(connection, "api", entity, [raw])
@@ -607,6 +644,29 @@ def checkpoint_row(session: Session, connection_id: int, entity: str, stream: st
         session.add(row)
         session.flush()
     return row
+
+
+def mark_store_deleted(
+    session: Session, connection_id: int, entity: str, store_ids: Iterable[str]
+) -> None:
+    """Remember that the store deleted (or archived) these records.
+
+    Deleting or anonymising the CRM record is the connection's choice, built with the privacy
+    feature; until then the link keeps the fact and the time.
+    """
+    ids = list(store_ids)
+    if not ids:
+        return
+    now = utcnow()
+    for link in session.scalars(
+        select(Link).where(
+            Link.connection_id == connection_id,
+            Link.entity == entity,
+            Link.store_id.in_(ids),
+            Link.store_deleted_at.is_(None),
+        )
+    ):
+        link.store_deleted_at = now
 
 
 def start_backfill(session: Session, connection_id: int) -> int | None:

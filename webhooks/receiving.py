@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -56,3 +59,14 @@ def header(name: str, *, max_length: int = 255) -> str:
     if len(value) > max_length:
         raise Rejected(400, f"header {name} is too long")
     return value
+
+
+def hmac_sha256_base64_valid(body: bytes, received: str | None, secret: str) -> bool:
+    """True when ``received`` is base64(HMAC-SHA256(body, secret)), compared in constant time.
+
+    Shopify (X-Shopify-Hmac-Sha256) and WooCommerce (X-WC-Webhook-Signature) both sign this way.
+    """
+    if not received or not secret:
+        return False
+    expected = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest())
+    return hmac.compare_digest(expected, received.strip().encode())

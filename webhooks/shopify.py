@@ -10,9 +10,6 @@ to a bad signature (https://shopify.dev/docs/apps/build/compliance/privacy-law-c
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
 from datetime import datetime
 
@@ -23,17 +20,9 @@ from connectors.shopify import normalise_shop_domain
 from sync import inbox
 from sync.db import transaction
 from sync.records import DEFERRED_TOPICS
-from webhooks.receiving import Rejected, header, parse_json, raw_body
+from webhooks.receiving import Rejected, header, hmac_sha256_base64_valid, parse_json, raw_body
 
 log = logging.getLogger("tandem.webhooks")
-
-
-def signature_valid(body: bytes, received: str | None, secret: str) -> bool:
-    """True when ``received`` is the base64 HMAC-SHA256 of ``body`` under ``secret``."""
-    if not received or not secret:
-        return False
-    expected = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest())
-    return hmac.compare_digest(expected, received.strip().encode())
 
 
 def _triggered_at(value: str | None) -> datetime | None:
@@ -50,7 +39,7 @@ def receive():
     try:
         body = raw_body()
         secret = tandem.settings.shopify_client_secret
-        if not signature_valid(
+        if not hmac_sha256_base64_valid(
             body,
             request.headers.get("X-Shopify-Hmac-Sha256"),
             secret.get_secret_value() if secret else "",

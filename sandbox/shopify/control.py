@@ -601,3 +601,40 @@ def dump(domain: str) -> Response:
                 ],
             }
         )
+
+
+@control.get("/shops/<domain>/summary")
+def summary(domain: str) -> Response:
+    """The shop in the platform-neutral shape every store simulator offers (see demo.compare)."""
+    shop = _shop(domain)
+    with _sim().store.lock:
+        orders = []
+        for order in sorted(shop.orders.values(), key=lambda o: o.id):
+            node = render.gql_order(shop, order)
+            orders.append(
+                {
+                    "id": str(order.id),
+                    "name": order.name,
+                    "email": order.email,
+                    "customer_id": str(order.customer_id) if order.customer_id else None,
+                    "total": node["totalPriceSet"]["shopMoney"]["amount"],
+                    "currency": order.currency,
+                    "line_items": len(order.line_items),
+                    # Shopify deletes orders outright: a deleted one is simply absent.
+                    "removed": False,
+                }
+            )
+        return jsonify(
+            {
+                "customers": [
+                    {
+                        "id": str(c.id),
+                        "email": c.email,
+                        "first_name": c.first_name,
+                        "last_name": c.last_name,
+                    }
+                    for c in sorted(shop.customers.values(), key=lambda c: c.id)
+                ],
+                "orders": orders,
+            }
+        )

@@ -51,9 +51,7 @@ def test_refused_records_are_dead_lettered_then_replayed(tmp_path, partial_mode)
             assert refused_ids <= set(by_id)
             assert all(by_id[i].reason for i in refused_ids)  # HubSpot's message, kept
             assert all(by_id[i].entity == "customer" for i in refused_ids)
-        problems = demo.compare(
-            run.sandbox.store_dump(), run.sandbox.crm_dump(), run.sandbox.shop
-        ).problems
+        problems = demo.compare(run.sandbox).problems
         # Only the refused people (and their orders) are missing: nothing behind them was blocked.
         assert problems and all(any(e in p for e in emails) or "order" in p for p in problems)
 

@@ -37,9 +37,17 @@ class Running:
 
 
 def start(
-    tmp_path, *, database_url=None, queue_url=None, customers=40, orders=120, worker=True, **config
+    tmp_path,
+    *,
+    platform="shopify",
+    database_url=None,
+    queue_url=None,
+    customers=40,
+    orders=120,
+    worker=True,
+    **config,
 ):
-    sandbox = demo.start_sandbox(customers=customers, orders=orders, seed=3)
+    sandbox = demo.start_sandbox(platform=platform, customers=customers, orders=orders, seed=3)
     overrides = {
         k: v for k, v in {"database_url": database_url, "queue_url": queue_url}.items() if v
     }
@@ -57,7 +65,7 @@ def converge(sandbox, timeout=90.0):
 
     def check():
         nonlocal result
-        result = demo.compare(sandbox.store_dump(), sandbox.crm_dump(), sandbox.shop)
+        result = demo.compare(sandbox)
         return result.in_step
 
     assert demo.wait_until(check, timeout, interval=1.0), result.problems[:10]
@@ -111,10 +119,10 @@ def test_backfill_then_live_changes_converge_despite_lost_and_repeated_webhooks(
         connection_id = demo.connect(run.t, run.sandbox)
         assert demo.wait_until(lambda: demo.backfill_done(run.t, connection_id), 90)
         converge(run.sandbox)
-        run.sandbox.shop_control(
+        run.sandbox.store_control(
             "PATCH", "/knobs", json={"webhook_drop_rate": 0.2, "webhook_duplicate_rate": 0.2}
         )
-        run.sandbox.shop_control(
+        run.sandbox.store_control(
             "POST",
             "/activity",
             json={
@@ -136,7 +144,7 @@ def test_backfill_then_live_changes_converge_despite_lost_and_repeated_webhooks(
         }
         assert result.deals == len(store["orders"])
         assert result.contacts == len((emails | guests) - {""})  # one contact per person, no more
-        deliveries = run.sandbox.shop_control("GET", "/deliveries")["deliveries"]
+        deliveries = run.sandbox.store_control("GET", "/deliveries")["deliveries"]
         assert deliveries, "the simulator sent no webhooks"
     finally:
         run.stop()
@@ -151,12 +159,12 @@ def test_a_second_pass_over_unchanged_records_writes_nothing(tmp_path):
         # Let the first polls settle, then re-read everything from the beginning of time.
         assert demo.wait_until(lambda: _idle(run.t, connection_id), 60)
         before = len(hubspot_writes(run.sandbox))
-        shopify_before = len(run.sandbox.shop_control("GET", "/calls")["calls"])
+        shopify_before = len(run.sandbox.store_control("GET", "/calls")["calls"])
         _rewind_polls(run.t, connection_id)
         assert demo.wait_until(lambda: _polled_since_rewind(run.t, connection_id), 60)
         assert demo.wait_until(lambda: _idle(run.t, connection_id), 60)
         assert (
-            len(run.sandbox.shop_control("GET", "/calls")["calls"]) > shopify_before
+            len(run.sandbox.store_control("GET", "/calls")["calls"]) > shopify_before
         )  # it did read
         assert len(hubspot_writes(run.sandbox)) == before  # ...and wrote nothing
     finally:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 import demo
@@ -16,29 +14,16 @@ pytestmark = pytest.mark.slow
 def test_two_connections_never_see_each_others_records(tmp_path):
     run = start(tmp_path, customers=20, orders=40)
     first = run.sandbox
-    second = dataclasses.replace(
-        first,
-        shop="second-store.myshopify.com",
-        shopify_token="shpat_second_0123456789",
-        hubspot_token="pat-na1-second-0123456789",
-        portal_id=4343,
-    )
     try:
         # One app, so one client secret for every shop's webhooks; each shop its own token.
-        first.control(
-            first.shopify,
-            "POST",
-            "/shops",
-            json={
-                "domain": second.shop,
-                "access_token": second.shopify_token,
-                "client_secret": first.client_secret,
-                "currency": "EUR",
-                "country": "DE",
-                "timezone": "Europe/Berlin",
-            },
+        second = first.add_store(
+            "second-store.myshopify.com",
+            portal_id=4343,
+            currency="EUR",
+            country="DE",
+            timezone="Europe/Berlin",
         )
-        second.shop_control("POST", "/seed", json={"customers": 15, "orders": 30, "seed": 9})
+        second.store_control("POST", "/seed", json={"customers": 15, "orders": 30, "seed": 9})
         first.control(
             first.hubspot,
             "POST",
@@ -50,18 +35,19 @@ def test_two_connections_never_see_each_others_records(tmp_path):
         two = create_connection(
             run.t,
             name="Second",
-            shop=second.shop,
-            shopify_token=second.shopify_token,
+            store_platform="shopify",
+            store_account=second.account,
+            store_credentials=second.credentials,
             hubspot_token=second.hubspot_token,
             hubspot_account=str(second.portal_id),
             default_region="DE",
         )
         for connection_id in (one, two):
             assert demo.wait_until(lambda c=connection_id: demo.backfill_done(run.t, c), 90)
-        first.shop_control(
+        first.store_control(
             "POST", "/activity", json={"changed_customers": 5, "new_orders": 5, "seed": 2}
         )
-        second.shop_control(
+        second.store_control(
             "POST", "/activity", json={"changed_customers": 5, "new_orders": 5, "seed": 3}
         )
         converge(first)
@@ -69,17 +55,11 @@ def test_two_connections_never_see_each_others_records(tmp_path):
         for sandbox, other in ((first, second), (second, first)):
             deals = sandbox.crm_dump()["objects"]["deals"]
             assert deals and all(
-                d["properties"]["tandem_order_id"].startswith(f"shopify:{sandbox.shop}:")
+                d["properties"]["tandem_order_id"].startswith(f"shopify:{sandbox.account}:")
                 for d in deals
             ), f"portal {sandbox.portal_id} holds another store's orders"
-            other_emails = {
-                (c.get("defaultEmailAddress") or {}).get("emailAddress", "").lower()
-                for c in other.store_dump()["customers"]
-            } - {""}
-            own_emails = {
-                (c.get("defaultEmailAddress") or {}).get("emailAddress", "").lower()
-                for c in sandbox.store_dump()["customers"]
-            }
+            other_emails = {(c["email"] or "").lower() for c in other.summary()["customers"]} - {""}
+            own_emails = {(c["email"] or "").lower() for c in sandbox.summary()["customers"]}
             contacts = {
                 c["properties"].get("email") for c in sandbox.crm_dump()["objects"]["contacts"]
             }
