@@ -30,6 +30,7 @@ from sqlalchemy import func, select
 from sandbox.hubspot import create_app as create_hubspot
 from sandbox.server import RunningServer, serve
 from sandbox.shopify import create_app as create_shopify
+from sandbox.woocommerce import create_app as create_woocommerce
 from sync import migrate
 from sync.db import transaction
 from sync.models import DeadLetter, DeadLetterStatus, InboxEvent, Job, JobStatus, Link
@@ -75,6 +76,23 @@ def _create_shopify(sandbox: Sandbox, url: str) -> dict[str, Any]:
     }
 
 
+def _create_woocommerce(sandbox: Sandbox, url: str) -> dict[str, Any]:
+    # The site's URL is the account; the simulator serves each site under /sites/<name>.
+    sandbox.account = f"{url}/sites/{sandbox.key}"
+    sandbox.credentials = {
+        "consumer_key": f"ck_{secrets.token_hex(20)}",
+        "consumer_secret": f"cs_{secrets.token_hex(20)}",
+    }
+    # A store whose clock is not UTC, so a connector that reads local dates would show it.
+    return {
+        "name": sandbox.key,
+        **sandbox.credentials,
+        "timezone": "Europe/Berlin",
+        "currency": "EUR",
+        "country": "DE",
+    }
+
+
 STORE_SIMS: dict[str, StoreSim] = {
     "shopify": StoreSim(
         "shopify",
@@ -83,6 +101,14 @@ STORE_SIMS: dict[str, StoreSim] = {
         _create_shopify,
         "Shopify",
         ("shopify_base_url", lambda url: f"{url}/{{shop}}"),
+    ),
+    "woocommerce": StoreSim(
+        "woocommerce",
+        create_woocommerce,
+        "sites",
+        _create_woocommerce,
+        "WooCommerce",
+        None,
     ),
 }
 DEFAULT_KEYS = {"shopify": SHOP, "woocommerce": "tandem-demo", "bigcommerce": "tdemo42"}

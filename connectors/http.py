@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
+import requests.auth
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_base
 
@@ -277,8 +278,10 @@ class HttpClient:
         cost: float = 1.0,
         stream: bool = False,
         ok: Collection[int] = (),
+        auth: requests.auth.AuthBase | None = None,
     ) -> requests.Response:
-        """Send one request, retrying what the table says to retry.
+        """Send one request, retrying what the table says to retry. ``auth`` signs each
+        attempt afresh (a retried OAuth 1.0a request needs a new nonce and timestamp).
 
         Raises RetriableError (attempts exhausted), RateLimitedError (a wait too long to
         block for), AuthExpiredError, PermanentError (with the platform's details),
@@ -292,7 +295,7 @@ class HttpClient:
         )
 
         def attempt() -> requests.Response:
-            return self._attempt(method, url, params, json, data, headers, cost, stream, ok)
+            return self._attempt(method, url, params, json, data, headers, cost, stream, ok, auth)
 
         retrying = Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, _Verdict) and self._may_wait(e)),
@@ -330,7 +333,7 @@ class HttpClient:
         self.sleep(seconds)
 
     def _attempt(
-        self, method, url, params, json, data, headers, cost, stream, ok
+        self, method, url, params, json, data, headers, cost, stream, ok, auth=None
     ) -> requests.Response:
         if self.budget is not None:
             wait = self.budget.reserve(cost)
@@ -355,6 +358,7 @@ class HttpClient:
                 timeout=self.timeout,
                 stream=stream,
                 allow_redirects=False,
+                auth=auth,
             )
         except requests.RequestException as exc:
             action = next(

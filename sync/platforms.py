@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors import hubspot as hubspot_connector
 from connectors import shopify as shopify_connector
+from connectors import woocommerce as woocommerce_connector
 from connectors.http import HttpClient
 from sync.budget import SharedBudget, Signal
 from sync.models import Connection
@@ -119,6 +120,28 @@ def _shopify(platforms: Platforms, session: Session, connection: Connection, pri
     )
 
 
+def _woocommerce(platforms: Platforms, session: Session, connection: Connection, priority: int):
+    key = platforms.vault.get(session, connection.id, "store", "consumer_key")
+    secret = platforms.vault.get(session, connection.id, "store", "consumer_secret")
+    capacity, refill = platforms.config.woocommerce_bucket
+    budget = SharedBudget(
+        platforms.sessions,
+        f"woocommerce:{connection.store_account}",
+        capacity=capacity,
+        refill_per_second=refill,
+        priority=priority,
+    )
+    http = platforms._client(woocommerce_connector.WOOCOMMERCE_POLICY, budget, secret)
+    http.add_secret(key)
+    return woocommerce_connector.WooCommerceConnector(
+        connection.store_account,
+        key,
+        secret,
+        http,
+        customer_role=(connection.settings or {}).get("customer_role", "customer"),
+    )
+
+
 def _hubspot(platforms: Platforms, session: Session, connection: Connection, priority: int):
     token = platforms.vault.get(session, connection.id, "crm", "access_token")
     capacity, refill = platforms.config.hubspot_bucket
@@ -154,5 +177,11 @@ class StorePlatform:
 
 STORES: dict[str, StorePlatform] = {
     "shopify": StorePlatform(_shopify, shopify_connector.normalise_shop_domain, ("access_token",)),
+    "woocommerce": StorePlatform(
+        _woocommerce,
+        woocommerce_connector.normalise_site_url,
+        ("consumer_key", "consumer_secret"),
+        "/webhooks/woocommerce/{connection_id}",
+    ),
 }
 CRMS: dict[str, Callable] = {"hubspot": _hubspot}

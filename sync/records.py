@@ -11,6 +11,7 @@ from typing import Any
 
 from mapping import Customer, Order
 from mapping import shopify as shopify_mapping
+from mapping import woocommerce as woocommerce_mapping
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,11 @@ PARSERS: dict[str, dict[str, Parsers]] = {
     "shopify": {
         "api": Parsers(shopify_mapping.customer_from_graphql, shopify_mapping.order_from_graphql),
         "webhook": Parsers(shopify_mapping.customer_from_rest, shopify_mapping.order_from_rest),
+    },
+    # WooCommerce webhook bodies are the REST resource itself [WC-DOCS _webhooks.md].
+    "woocommerce": {
+        shape: Parsers(woocommerce_mapping.customer_from_rest, woocommerce_mapping.order_from_rest)
+        for shape in ("api", "webhook")
     },
 }
 
@@ -53,6 +59,17 @@ TOPICS: dict[str, dict[str, TopicMeaning]] = {
         "orders/edited": TopicMeaning("order", "upsert"),
         "orders/delete": TopicMeaning("order", "delete"),
     },
+    # https://woocommerce.github.io/woocommerce-rest-api-docs/#webhooks: order.deleted fires when
+    # an order is trashed, and its body is only {"id"}; order.restored brings it back.
+    "woocommerce": {
+        "customer.created": TopicMeaning("customer", "upsert"),
+        "customer.updated": TopicMeaning("customer", "upsert"),
+        "customer.deleted": TopicMeaning("customer", "delete"),
+        "order.created": TopicMeaning("order", "upsert"),
+        "order.updated": TopicMeaning("order", "upsert"),
+        "order.restored": TopicMeaning("order", "upsert"),
+        "order.deleted": TopicMeaning("order", "delete"),
+    },
 }
 
 # Verified and recorded now; acted on by the privacy and uninstall features.
@@ -60,6 +77,7 @@ DEFERRED_TOPICS: dict[str, frozenset[str]] = {
     "shopify": frozenset(
         {"customers/data_request", "customers/redact", "shop/redact", "app/uninstalled"}
     ),
+    "woocommerce": frozenset(),
 }
 
 

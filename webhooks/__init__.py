@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from webhooks import shopify
+from webhooks import shopify, woocommerce
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
-bp.add_url_rule("/shopify", view_func=shopify.receive, methods=["POST"])
+bp.add_url_rule("/shopify", "shopify", shopify.receive, methods=["POST"])
+bp.add_url_rule(
+    "/woocommerce/<int:connection_id>", "woocommerce", woocommerce.receive, methods=["POST"]
+)

@@ -12,11 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 import demo
 from app import create_app, tandem_of
 from sandbox.server import serve
 from sync import migrate
+from sync.db import transaction
+from sync.models import InboxEvent, Link
 from sync.worker import InProcessWorker
 
 pytestmark = pytest.mark.slow
@@ -148,6 +151,61 @@ def test_backfill_then_live_changes_converge_despite_lost_and_repeated_webhooks(
         assert deliveries, "the simulator sent no webhooks"
     finally:
         run.stop()
+
+
+@pytest.mark.parametrize("platform", ["woocommerce"])
+def test_every_storefront_backfills_then_follows_webhooks_and_polls(tmp_path, platform):
+    """The same flow for the storefronts without bulk exports: paged backfill, webhooks
+    registered by Tandem through the store's API, thin notifications fetched, trashed or
+    archived orders and deleted customers recorded, polling catching what webhooks lost."""
+    run = start(tmp_path, platform=platform, customers=30, orders=80)
+    try:
+        connection_id = demo.connect(run.t, run.sandbox, public_url=run.receiver.url)
+        assert demo.wait_until(lambda: demo.backfill_done(run.t, connection_id), 90)
+        converge(run.sandbox)
+        removed_before = {o["id"] for o in run.sandbox.summary()["orders"] if o["removed"]}
+        run.sandbox.store_control(
+            "PATCH", "/knobs", json={"webhook_drop_rate": 0.2, "webhook_duplicate_rate": 0.2}
+        )
+        done = run.sandbox.store_control(
+            "POST",
+            "/activity",
+            json={
+                "new_customers": 4,
+                "changed_customers": 8,
+                "new_orders": 10,
+                "changed_orders": 10,
+                "deleted_orders": 2,
+                "seed": 5,
+            },
+        )
+        converge(run.sandbox)
+        deliveries = run.sandbox.store_control("GET", "/deliveries")["deliveries"]
+        assert deliveries, "the simulator sent no webhooks"
+        with transaction(run.t.sessions) as session:
+            stored = session.scalar(
+                select(func.count(InboxEvent.id)).where(InboxEvent.connection_id == connection_id)
+            )
+        assert stored > 0, "no delivery reached the inbox"
+        removed = {o["id"] for o in run.sandbox.summary()["orders"] if o["removed"]}
+        removed -= removed_before
+        assert removed, f"the activity removed no order: {done}"
+        assert demo.wait_until(lambda: _removed_links(run.t, connection_id) >= removed, 30)
+    finally:
+        run.stop()
+
+
+def _removed_links(t, connection_id):
+    with transaction(t.sessions) as session:
+        return set(
+            session.scalars(
+                select(Link.store_id).where(
+                    Link.connection_id == connection_id,
+                    Link.entity == "order",
+                    Link.store_deleted_at.is_not(None),
+                )
+            )
+        )
 
 
 def test_a_second_pass_over_unchanged_records_writes_nothing(tmp_path):
