@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import func, select
 
+from sandbox.bigcommerce import create_app as create_bigcommerce
 from sandbox.hubspot import create_app as create_hubspot
 from sandbox.server import RunningServer, serve
 from sandbox.shopify import create_app as create_shopify
@@ -93,6 +94,22 @@ def _create_woocommerce(sandbox: Sandbox, url: str) -> dict[str, Any]:
     }
 
 
+def _create_bigcommerce(sandbox: Sandbox, url: str) -> dict[str, Any]:
+    sandbox.account = sandbox.key
+    sandbox.credentials = {"access_token": secrets.token_hex(16)}
+    return {
+        "store_hash": sandbox.key,
+        "access_token": sandbox.credentials["access_token"],
+        "client_id": secrets.token_hex(8),
+        "client_secret": sandbox.client_secret,
+        "currency": "USD",
+        # An Enterprise store's quota (set by plan [BC-RL]): the Standard plan's 150 requests
+        # per 30 s make a demo of thousands of orders take many minutes.
+        "plan": "enterprise",
+        "quota": 3000,
+    }
+
+
 STORE_SIMS: dict[str, StoreSim] = {
     "shopify": StoreSim(
         "shopify",
@@ -109,6 +126,14 @@ STORE_SIMS: dict[str, StoreSim] = {
         _create_woocommerce,
         "WooCommerce",
         None,
+    ),
+    "bigcommerce": StoreSim(
+        "bigcommerce",
+        create_bigcommerce,
+        "stores",
+        _create_bigcommerce,
+        "BigCommerce",
+        ("bigcommerce_base_url", lambda url: f"{url}/stores/{{store_hash}}"),
     ),
 }
 DEFAULT_KEYS = {"shopify": SHOP, "woocommerce": "tandem-demo", "bigcommerce": "tdemo42"}

@@ -13,6 +13,7 @@ from typing import Any
 import requests
 from sqlalchemy.orm import Session, sessionmaker
 
+from connectors import bigcommerce as bigcommerce_connector
 from connectors import hubspot as hubspot_connector
 from connectors import shopify as shopify_connector
 from connectors import woocommerce as woocommerce_connector
@@ -53,6 +54,17 @@ def _shopify_signal(response: requests.Response) -> Signal | None:
         remaining=status["currentlyAvailable"],
         capacity=status["maximumAvailable"],
         refill_per_second=status["restoreRate"],
+    )
+
+
+def _bigcommerce_signal(response: requests.Response) -> Signal | None:
+    status = bigcommerce_connector.rate_limit_signal(response)
+    if status is None:
+        return None
+    return Signal(
+        remaining=status["remaining"],
+        capacity=status["capacity"],
+        refill_per_second=status["refill_per_second"],
     )
 
 
@@ -142,6 +154,25 @@ def _woocommerce(platforms: Platforms, session: Session, connection: Connection,
     )
 
 
+def _bigcommerce(platforms: Platforms, session: Session, connection: Connection, priority: int):
+    token = platforms.vault.get(session, connection.id, "store", "access_token")
+    capacity, refill = platforms.config.bigcommerce_bucket
+    budget = SharedBudget(
+        platforms.sessions,
+        f"bigcommerce:{connection.store_account}",
+        capacity=capacity,
+        refill_per_second=refill,
+        priority=priority,
+        signal=_bigcommerce_signal,
+    )
+    return bigcommerce_connector.BigCommerceConnector(
+        connection.store_account,
+        token,
+        platforms._client(bigcommerce_connector.BIGCOMMERCE_POLICY, budget, token),
+        base_url_template=platforms.config.bigcommerce_base_url,
+    )
+
+
 def _hubspot(platforms: Platforms, session: Session, connection: Connection, priority: int):
     token = platforms.vault.get(session, connection.id, "crm", "access_token")
     capacity, refill = platforms.config.hubspot_bucket
@@ -182,6 +213,12 @@ STORES: dict[str, StorePlatform] = {
         woocommerce_connector.normalise_site_url,
         ("consumer_key", "consumer_secret"),
         "/webhooks/woocommerce/{connection_id}",
+    ),
+    "bigcommerce": StorePlatform(
+        _bigcommerce,
+        bigcommerce_connector.normalise_store_hash,
+        ("access_token",),
+        "/webhooks/bigcommerce",
     ),
 }
 CRMS: dict[str, Callable] = {"hubspot": _hubspot}

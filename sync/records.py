@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mapping import Customer, Order
+from mapping import bigcommerce as bigcommerce_mapping
 from mapping import shopify as shopify_mapping
 from mapping import woocommerce as woocommerce_mapping
 
@@ -30,6 +31,10 @@ PARSERS: dict[str, dict[str, Parsers]] = {
     "woocommerce": {
         shape: Parsers(woocommerce_mapping.customer_from_rest, woocommerce_mapping.order_from_rest)
         for shape in ("api", "webhook")
+    },
+    # BigCommerce webhooks carry ids only: the records are always read from the API.
+    "bigcommerce": {
+        "api": Parsers(bigcommerce_mapping.customer_from_v3, bigcommerce_mapping.order_from_v2),
     },
 }
 
@@ -70,6 +75,19 @@ TOPICS: dict[str, dict[str, TopicMeaning]] = {
         "order.restored": TopicMeaning("order", "upsert"),
         "order.deleted": TopicMeaning("order", "delete"),
     },
+    # https://developer.bigcommerce.com/docs/integrations/webhooks/events: thin payloads, so
+    # every change is a fetch; orders are archived, never deleted, and an archived order is
+    # removed for the CRM.
+    "bigcommerce": {
+        "store/customer/created": TopicMeaning("customer", "fetch"),
+        "store/customer/updated": TopicMeaning("customer", "fetch"),
+        "store/customer/deleted": TopicMeaning("customer", "delete"),
+        "store/order/created": TopicMeaning("order", "fetch"),
+        "store/order/updated": TopicMeaning("order", "fetch"),
+        "store/order/statusUpdated": TopicMeaning("order", "fetch"),
+        "store/order/refund/created": TopicMeaning("order", "fetch"),
+        "store/order/archived": TopicMeaning("order", "delete"),
+    },
 }
 
 # Verified and recorded now; acted on by the privacy and uninstall features.
@@ -78,6 +96,7 @@ DEFERRED_TOPICS: dict[str, frozenset[str]] = {
         {"customers/data_request", "customers/redact", "shop/redact", "app/uninstalled"}
     ),
     "woocommerce": frozenset(),
+    "bigcommerce": frozenset({"store/app/uninstalled"}),
 }
 
 

@@ -13,12 +13,15 @@ from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
 from app import create_app, tandem_of
+from connectors.bigcommerce import WEBHOOK_SECRET_HEADER
 from sync.db import transaction
 from sync.inbox import WEBHOOK_SECRET_KIND
 from sync.models import Connection, InboxEvent, Job
 
 WOO_SECRET = "woo-webhook-secret-0123456789"
+BC_SECRET = "bc-webhook-secret-0123456789"
 SITE = "https://shop.example.com"
+STORE_HASH = "abc123"
 
 
 @pytest.fixture
@@ -33,7 +36,10 @@ def app(database_url, tmp_path):
     )
     t = tandem_of(app)
     with transaction(t.sessions) as s:
-        for platform, account, secret in (("woocommerce", SITE, WOO_SECRET),):
+        for platform, account, secret in (
+            ("woocommerce", SITE, WOO_SECRET),
+            ("bigcommerce", STORE_HASH, BC_SECRET),
+        ):
             connection = Connection(
                 name=platform,
                 store_platform=platform,
@@ -132,4 +138,65 @@ def test_woocommerce_malformed_and_oversized_are_refused(app):
     assert woo(client, app, b"not json").status_code == 400
     assert woo(client, app, b'{"id": 1}', **{"X-WC-Webhook-Topic": ""}).status_code == 400
     assert woo(client, app, b'{"a": "' + b"x" * 5000 + b'"}').status_code == 413
+    assert rows(app) == ([], 0)
+
+
+# ------------------------------------------------------------------ BigCommerce
+def bc_payload(**changes):
+    payload = {
+        "scope": "store/order/updated",
+        "store_id": "1001",
+        "data": {"type": "order", "id": 250},
+        "hash": "7d0ce1d12a4b6c0f4c0bfcb3d5a1d4e2f0a9b8c7",
+        "created_at": 1_763_800_000,
+        "producer": f"stores/{STORE_HASH}",
+    }
+    payload.update(changes)
+    return payload
+
+
+def bc(client, payload, *, secret=BC_SECRET):
+    headers = {WEBHOOK_SECRET_HEADER: secret} if secret is not None else {}
+    return client.post("/webhooks/bigcommerce", json=payload, headers=headers)
+
+
+def test_bigcommerce_retry_is_a_duplicate_but_a_later_change_is_not(app):
+    client = app.test_client()
+    assert bc(client, bc_payload()).status_code == 200
+    retry = bc(client, bc_payload())
+    assert retry.status_code == 200 and retry.get_json()["duplicate"] is True
+    # The same order changed again: same data, so the same hash, but a new event.
+    later = bc(client, bc_payload(created_at=1_763_800_060))
+    assert later.status_code == 200 and later.get_json()["duplicate"] is False
+    inbox, jobs = rows(app)
+    assert [(e.topic, e.account) for e in inbox] == [("store/order/updated", STORE_HASH)] * 2
+    assert jobs == 1  # one drain job for the connection, however many deliveries
+
+
+@pytest.mark.parametrize(
+    ("payload", "secret"),
+    [
+        (bc_payload(), "wrong"),
+        (bc_payload(), None),
+        (bc_payload(producer="stores/otherstore"), BC_SECRET),
+    ],
+    ids=["wrong secret", "no secret header", "another store's producer"],
+)
+def test_bigcommerce_unauthenticated_delivery_is_401_and_stores_nothing(app, payload, secret):
+    assert bc(app.test_client(), payload, secret=secret).status_code == 401
+    assert rows(app) == ([], 0)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        bc_payload(producer="nonsense"),
+        bc_payload(hash=None),
+        bc_payload(scope=""),
+        bc_payload(data="250"),
+    ],
+    ids=["producer", "hash", "scope", "data"],
+)
+def test_bigcommerce_malformed_payload_is_400_and_stores_nothing(app, payload):
+    assert bc(app.test_client(), payload).status_code == 400
     assert rows(app) == ([], 0)

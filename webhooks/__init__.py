@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from webhooks import shopify, woocommerce
+from webhooks import bigcommerce, shopify, woocommerce
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 bp.add_url_rule("/shopify", "shopify", shopify.receive, methods=["POST"])
 bp.add_url_rule(
     "/woocommerce/<int:connection_id>", "woocommerce", woocommerce.receive, methods=["POST"]
 )
+bp.add_url_rule("/bigcommerce", "bigcommerce", bigcommerce.receive, methods=["POST"])

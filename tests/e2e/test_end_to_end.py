@@ -153,7 +153,7 @@ def test_backfill_then_live_changes_converge_despite_lost_and_repeated_webhooks(
         run.stop()
 
 
-@pytest.mark.parametrize("platform", ["woocommerce"])
+@pytest.mark.parametrize("platform", ["woocommerce", "bigcommerce"])
 def test_every_storefront_backfills_then_follows_webhooks_and_polls(tmp_path, platform):
     """The same flow for the storefronts without bulk exports: paged backfill, webhooks
     registered by Tandem through the store's API, thin notifications fetched, trashed or
