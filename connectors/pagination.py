@@ -113,3 +113,29 @@ def modified_window(
     if following == state:
         raise PermanentError("pagination does not advance", platform=platform)
     return records, _encode(following)
+
+
+def live_then_removed(
+    read: Callable[[bool, str | None], tuple[list[Raw], str | None]],
+    *,
+    cursor: str | None,
+    platform: str,
+) -> tuple[list[Raw], list[Raw], str | None]:
+    """Two listings read one after the other under one cursor: the live records, then the
+    removed ones (WooCommerce's trash, BigCommerce's archive) over the same window.
+
+    Platforms whose lists leave removed records out, and whose removal webhook may be lost,
+    can only show a removal to polling this way. ``read(removed, inner_cursor)`` returns a
+    page and the inner cursor. Returns (live records, removed records, next cursor).
+    """
+    state = _decode(cursor, platform) or {"removed": False, "window": None}
+    removed = bool(state["removed"])
+    records, window = read(removed, state["window"])
+    if window is not None:
+        following: dict[str, Any] | None = {"removed": removed, "window": window}
+    elif not removed:
+        following = {"removed": True, "window": None}
+    else:
+        following = None
+    nxt = _encode(following) if following else None
+    return ([], records, nxt) if removed else (records, [], nxt)

@@ -14,7 +14,6 @@ Facts: ``../shared/reference/api-storefronts.md`` §2 (sources WC-DOCS, WC-SRC, 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +25,7 @@ from woocommerce.oauth import OAuth
 
 from connectors.errors import ConfigurationError, PermanentError
 from connectors.http import Action, HttpClient, Policy, retry_after_header
-from connectors.pagination import Page, modified_window, page_numbers
+from connectors.pagination import Page, live_then_removed, modified_window, page_numbers
 
 PLATFORM = "woocommerce"
 API_PATH = "/wp-json/wc/v3"
@@ -188,40 +187,33 @@ class WooCommerceConnector:
         trashing is never retried [WC-SRC class-wc-webhook.php], so polling reads the trash
         too: a lost webhook must not hide a deletion. Raises connectors.errors.*.
         """
-        state = json.loads(cursor) if cursor else {"part": "live", "window": None}
-        part = state["part"]
 
-        def fetch(since: datetime | None, page: int) -> list[dict[str, Any]]:
-            params: dict[str, Any] = {
-                "per_page": PAGE_SIZE,
-                "page": page,
-                "orderby": "modified",
-                "order": "asc",
-                "status": "any" if part == "live" else "trash",
-                "dates_are_gmt": "true",
-            }
-            if since is not None:
-                params["modified_after"] = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-            return self._list("/orders", params)
+        def read(trash: bool, window: str | None) -> tuple[list[dict[str, Any]], str | None]:
+            def fetch(since: datetime | None, page: int) -> list[dict[str, Any]]:
+                params: dict[str, Any] = {
+                    "per_page": PAGE_SIZE,
+                    "page": page,
+                    "orderby": "modified",
+                    "order": "asc",
+                    "status": "trash" if trash else "any",
+                    "dates_are_gmt": "true",
+                }
+                if since is not None:
+                    params["modified_after"] = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+                return self._list("/orders", params)
 
-        records, window = modified_window(
-            fetch,
-            cursor=state["window"],
-            updated_since=updated_since,
-            page_size=PAGE_SIZE,
-            stamp=lambda raw: _gmt(raw, "date_modified_gmt"),
-            key=lambda raw: str(raw["id"]),
-            platform=PLATFORM,
-        )
-        if window is not None:
-            following: str | None = json.dumps({"part": part, "window": window})
-        elif part == "live":
-            following = json.dumps({"part": "trash", "window": None})
-        else:
-            following = None
-        if part == "trash":
-            return Page([], following, removed=tuple(str(r["id"]) for r in records))
-        return Page(records, following)
+            return modified_window(
+                fetch,
+                cursor=window,
+                updated_since=updated_since,
+                page_size=PAGE_SIZE,
+                stamp=lambda raw: _gmt(raw, "date_modified_gmt"),
+                key=lambda raw: str(raw["id"]),
+                platform=PLATFORM,
+            )
+
+        live, trashed, following = live_then_removed(read, cursor=cursor, platform=PLATFORM)
+        return Page(live, following, removed=tuple(str(r["id"]) for r in trashed))
 
     def customers_page(self, *, updated_since: datetime | None, cursor: str | None) -> Page:
         """Every customer, by id (``updated_since`` cannot be honoured: no such filter).

@@ -15,8 +15,7 @@ Facts (``../shared/reference/api-storefronts.md`` §3.3-3.4, sources BC-ORD, BC-
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
@@ -33,6 +32,7 @@ from mapping.models import (
     Order,
 )
 from mapping.normalise import money, normalise_country, normalise_phone, to_utc
+from mapping.payload import numeric_id, readable, text
 
 SOURCE = "bigcommerce"
 Payload = Mapping[str, Any]
@@ -69,41 +69,13 @@ _STATUS: dict[int, tuple[FinancialStatus, FulfillmentStatus]] = {
 }
 
 
-@contextmanager
-def _readable(what: str, payload: Any) -> Iterator[None]:
-    if not isinstance(payload, Mapping):
-        raise MappingError(f"BigCommerce {what} payload is not an object")
-    try:
-        yield
-    except MappingError:
-        raise
-    except (ValueError, TypeError, AttributeError, LookupError, ArithmeticError) as exc:
-        raise MappingError(
-            f"unreadable BigCommerce {what} {payload.get('id', '?')}: {exc}"
-        ) from exc
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _id(payload: Payload, what: str) -> str:
-    value = payload.get("id")
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
-        raise MappingError(f"BigCommerce {what} without a numeric id: {value!r}")
-    return str(int(value))
-
-
 def _rfc2822(value: Any) -> datetime | None:
-    text = _text(value)
-    if text is None:
+    stamp = text(value)
+    if stamp is None:
         return None
-    parsed = parsedate_to_datetime(text)
+    parsed = parsedate_to_datetime(stamp)
     if parsed.tzinfo is None:
-        raise ValueError(f"date without a zone: {text!r}")
+        raise ValueError(f"date without a zone: {stamp!r}")
     return parsed.astimezone(UTC)
 
 
@@ -120,22 +92,22 @@ def _money(value: Any, currency: str) -> Money:
 
 
 def _address(node: Any, default_region: str | None, keys: Mapping[str, str]) -> Address | None:
-    if not isinstance(node, Mapping) or not any(_text(node.get(k)) for k in keys.values()):
+    if not isinstance(node, Mapping) or not any(text(node.get(k)) for k in keys.values()):
         return None
-    country = normalise_country(_text(node.get(keys["country_code"]))) or normalise_country(
-        _text(node.get("country"))
+    country = normalise_country(text(node.get(keys["country_code"]))) or normalise_country(
+        text(node.get("country"))
     )
     return Address(
-        first_name=_text(node.get("first_name")),
-        last_name=_text(node.get("last_name")),
-        company=_text(node.get("company")),
-        line1=_text(node.get(keys["line1"])),
-        line2=_text(node.get(keys["line2"])),
-        city=_text(node.get("city")),
-        province=_text(node.get(keys["province"])),
-        postal_code=_text(node.get(keys["postal_code"])),
+        first_name=text(node.get("first_name")),
+        last_name=text(node.get("last_name")),
+        company=text(node.get("company")),
+        line1=text(node.get(keys["line1"])),
+        line2=text(node.get(keys["line2"])),
+        city=text(node.get("city")),
+        province=text(node.get(keys["province"])),
+        postal_code=text(node.get(keys["postal_code"])),
         country_code=country,
-        phone=normalise_phone(_text(node.get("phone")), country or default_region),
+        phone=normalise_phone(text(node.get("phone")), country or default_region),
     )
 
 
@@ -161,7 +133,7 @@ def customer_from_v3(payload: Payload, *, default_region: str | None = None) -> 
 
     Raises MappingError for a payload without an id or dates, or with an unreadable value.
     """
-    with _readable("customer", payload):
+    with readable("BigCommerce", "customer", payload):
         addresses = tuple(
             a
             for a in (
@@ -170,21 +142,21 @@ def customer_from_v3(payload: Payload, *, default_region: str | None = None) -> 
             if a is not None
         )
         region = next((a.country_code for a in addresses if a.country_code), default_region)
-        created = to_utc(_text(payload.get("date_created")))
+        created = to_utc(text(payload.get("date_created")))
         if created is None:
             raise MappingError(f"BigCommerce customer {payload.get('id', '?')} has no date_created")
         return Customer(
             source=SOURCE,
-            source_id=_id(payload, "customer"),
-            email=_text(payload.get("email")),
-            first_name=_text(payload.get("first_name")),
-            last_name=_text(payload.get("last_name")),
-            phone=normalise_phone(_text(payload.get("phone")), region),
-            note=_text(payload.get("notes")),
+            source_id=numeric_id(payload, "BigCommerce", "customer"),
+            email=text(payload.get("email")),
+            first_name=text(payload.get("first_name")),
+            last_name=text(payload.get("last_name")),
+            phone=normalise_phone(text(payload.get("phone")), region),
+            note=text(payload.get("notes")),
             default_address=addresses[0] if addresses else None,
             addresses=addresses,
             created_at=created,
-            updated_at=to_utc(_text(payload.get("date_modified"))) or created,
+            updated_at=to_utc(text(payload.get("date_modified"))) or created,
             missing=_NOT_CARRIED,
         )
 
@@ -192,15 +164,15 @@ def customer_from_v3(payload: Payload, *, default_region: str | None = None) -> 
 def _line_item(row: Payload, currency: str) -> LineItem:
     quantity = int(row.get("quantity") or 0)
     return LineItem(
-        source_id=_id(row, "line item"),
-        title=_text(row.get("name")),
-        sku=_text(row.get("sku")),
+        source_id=numeric_id(row, "BigCommerce", "line item"),
+        title=text(row.get("name")),
+        sku=text(row.get("sku")),
         quantity=quantity,
         # Tax-inclusive, as the order's total_inc_tax is the order's total.
         unit_price=_money(row.get("price_inc_tax"), currency),
         total=_money(row.get("total_inc_tax"), currency),
-        product_id=_text(row.get("product_id")) if row.get("product_id") else None,
-        variant_id=_text(row.get("variant_id")) if row.get("variant_id") else None,
+        product_id=text(row.get("product_id")) if row.get("product_id") else None,
+        variant_id=text(row.get("variant_id")) if row.get("variant_id") else None,
     )
 
 
@@ -210,15 +182,15 @@ def order_from_v2(payload: Payload, *, default_region: str | None = None) -> Ord
     Raises MappingError when the line items were not fetched (an order never silently loses
     its lines), or for a payload without an id, a currency or dates.
     """
-    with _readable("order", payload):
+    with readable("BigCommerce", "order", payload):
         if not isinstance(payload.get("line_items"), list):
             raise MappingError(
                 f"BigCommerce order {payload.get('id', '?')} came without its line items"
             )
         currency = (
-            _text(payload.get("default_currency_code"))
-            or _text(payload.get("currency_code"))
-            or _text(payload.get("store_default_currency_code"))
+            text(payload.get("default_currency_code"))
+            or text(payload.get("currency_code"))
+            or text(payload.get("store_default_currency_code"))
         )
         if currency is None:
             raise MappingError(f"BigCommerce order {payload.get('id', '?')} has no currency")
@@ -237,10 +209,10 @@ def order_from_v2(payload: Payload, *, default_region: str | None = None) -> Ord
         region = billing.country_code if billing and billing.country_code else default_region
         return Order(
             source=SOURCE,
-            source_id=_id(payload, "order"),
+            source_id=numeric_id(payload, "BigCommerce", "order"),
             name=f"#{payload.get('id')}",
-            email=_text(raw_billing.get("email")),
-            phone=normalise_phone(_text(raw_billing.get("phone")), region),
+            email=text(raw_billing.get("email")),
+            phone=normalise_phone(text(raw_billing.get("phone")), region),
             customer_source_id=str(customer_id) if customer_id and int(customer_id) else None,
             financial_status=financial,
             fulfillment_status=fulfilment,
@@ -257,5 +229,5 @@ def order_from_v2(payload: Payload, *, default_region: str | None = None) -> Ord
             cancelled_at=_rfc2822(payload.get("date_modified")) if status_id == 5 else None,
             billing_address=billing,
             line_items=tuple(_line_item(r, currency) for r in payload["line_items"]),
-            note=_text(payload.get("customer_message")),
+            note=text(payload.get("customer_message")),
         )

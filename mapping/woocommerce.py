@@ -14,8 +14,7 @@ Facts relied on (``../shared/reference/api-storefronts.md`` §2.3):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -31,6 +30,7 @@ from mapping.models import (
     Order,
 )
 from mapping.normalise import money, normalise_country, normalise_phone
+from mapping.payload import numeric_id, readable, text
 
 SOURCE = "woocommerce"
 Payload = Mapping[str, Any]
@@ -63,38 +63,9 @@ _STATUS: dict[str, tuple[FinancialStatus, FulfillmentStatus]] = {
 }
 
 
-@contextmanager
-def _readable(what: str, payload: Any) -> Iterator[None]:
-    """Any unreadable value becomes one MappingError naming the record."""
-    if not isinstance(payload, Mapping):
-        raise MappingError(f"WooCommerce {what} payload is not an object")
-    try:
-        yield
-    except MappingError:
-        raise
-    except (ValueError, TypeError, AttributeError, LookupError, ArithmeticError) as exc:
-        raise MappingError(
-            f"unreadable WooCommerce {what} {payload.get('id', '?')}: {exc}"
-        ) from exc
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _id(payload: Payload, what: str) -> str:
-    value = payload.get("id")
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
-        raise MappingError(f"WooCommerce {what} without a numeric id: {value!r}")
-    return str(int(value))
-
-
 def _gmt(payload: Payload, key: str) -> datetime | None:
     """A ``*_gmt`` field: ISO-8601 without an offset, in UTC [WC-DOCS _introduction.md]."""
-    value = _text(payload.get(key))
+    value = text(payload.get(key))
     if value is None:
         return None
     parsed = datetime.fromisoformat(value)
@@ -127,22 +98,22 @@ def _money(value: Any, currency: str) -> Money:
 
 
 def _address(node: Any, default_region: str | None) -> Address | None:
-    if not isinstance(node, Mapping) or not any(_text(v) for v in node.values()):
+    if not isinstance(node, Mapping) or not any(text(v) for v in node.values()):
         return None
-    country = normalise_country(_text(node.get("country")))
-    state = _text(node.get("state"))
+    country = normalise_country(text(node.get("country")))
+    state = text(node.get("state"))
     return Address(
-        first_name=_text(node.get("first_name")),
-        last_name=_text(node.get("last_name")),
-        company=_text(node.get("company")),
-        line1=_text(node.get("address_1")),
-        line2=_text(node.get("address_2")),
-        city=_text(node.get("city")),
+        first_name=text(node.get("first_name")),
+        last_name=text(node.get("last_name")),
+        company=text(node.get("company")),
+        line1=text(node.get("address_1")),
+        line2=text(node.get("address_2")),
+        city=text(node.get("city")),
         # WooCommerce stores the state as a code ("CA", "BY") [WC-DOCS _customers.md].
         province_code=state,
-        postal_code=_text(node.get("postcode")),
+        postal_code=text(node.get("postcode")),
         country_code=country,
-        phone=normalise_phone(_text(node.get("phone")), country or default_region),
+        phone=normalise_phone(text(node.get("phone")), country or default_region),
     )
 
 
@@ -151,7 +122,7 @@ def customer_from_rest(payload: Payload, *, default_region: str | None = None) -
 
     Raises MappingError when the payload has no id or no GMT dates, or a value is unreadable.
     """
-    with _readable("customer", payload):
+    with readable("WooCommerce", "customer", payload):
         billing = _address(payload.get("billing"), default_region)
         shipping = _address(payload.get("shipping"), default_region)
         region = next(
@@ -160,11 +131,11 @@ def customer_from_rest(payload: Payload, *, default_region: str | None = None) -
         raw_billing = payload.get("billing") or {}
         return Customer(
             source=SOURCE,
-            source_id=_id(payload, "customer"),
-            email=_text(payload.get("email")) or _text(raw_billing.get("email")),
-            first_name=_text(payload.get("first_name")) or (billing and billing.first_name),
-            last_name=_text(payload.get("last_name")) or (billing and billing.last_name),
-            phone=normalise_phone(_text(raw_billing.get("phone")), region),
+            source_id=numeric_id(payload, "WooCommerce", "customer"),
+            email=text(payload.get("email")) or text(raw_billing.get("email")),
+            first_name=text(payload.get("first_name")) or (billing and billing.first_name),
+            last_name=text(payload.get("last_name")) or (billing and billing.last_name),
+            phone=normalise_phone(text(raw_billing.get("phone")), region),
             default_address=billing or shipping,
             addresses=tuple(a for a in (billing, shipping) if a is not None),
             created_at=_required_gmt(payload, "date_created_gmt", "customer"),
@@ -185,13 +156,13 @@ def _line_item(item: Payload, currency: str) -> LineItem:
         unit = money(total.amount / quantity if quantity else Decimal(0), currency)
     variation = item.get("variation_id")
     return LineItem(
-        source_id=_id(item, "line item"),
-        title=_text(item.get("name")),
-        sku=_text(item.get("sku")),
+        source_id=numeric_id(item, "WooCommerce", "line item"),
+        title=text(item.get("name")),
+        sku=text(item.get("sku")),
         quantity=quantity,
         unit_price=unit,
         total=total,
-        product_id=_text(item.get("product_id")) if item.get("product_id") else None,
+        product_id=text(item.get("product_id")) if item.get("product_id") else None,
         variant_id=str(variation) if variation else None,
     )
 
@@ -203,14 +174,14 @@ def order_from_rest(payload: Payload, *, default_region: str | None = None) -> O
     ``refunds[]``) are summed into ``refunded``. Raises MappingError for a payload without an
     id, a currency or GMT dates, or with an unreadable value.
     """
-    with _readable("order", payload):
-        currency = _text(payload.get("currency"))
+    with readable("WooCommerce", "order", payload):
+        currency = text(payload.get("currency"))
         if currency is None:
             raise MappingError(f"WooCommerce order {payload.get('id', '?')} has no currency")
         billing = _address(payload.get("billing"), default_region)
         shipping = _address(payload.get("shipping"), default_region)
         raw_billing = payload.get("billing") or {}
-        status = _text(payload.get("status")) or ""
+        status = text(payload.get("status")) or ""
         financial, fulfilment = _STATUS.get(
             status, (FinancialStatus.unknown, FulfillmentStatus.unknown)
         )
@@ -233,10 +204,10 @@ def order_from_rest(payload: Payload, *, default_region: str | None = None) -> O
         )
         return Order(
             source=SOURCE,
-            source_id=_id(payload, "order"),
-            name=f"#{_text(payload.get('number')) or payload.get('id')}",
-            email=_text(raw_billing.get("email")),
-            phone=normalise_phone(_text(raw_billing.get("phone")), region),
+            source_id=numeric_id(payload, "WooCommerce", "order"),
+            name=f"#{text(payload.get('number')) or payload.get('id')}",
+            email=text(raw_billing.get("email")),
+            phone=normalise_phone(text(raw_billing.get("phone")), region),
             # 0 is WooCommerce's guest [WC-DOCS _orders.md "customer_id"].
             customer_source_id=str(customer_id) if customer_id and int(customer_id) else None,
             financial_status=financial,
@@ -258,5 +229,5 @@ def order_from_rest(payload: Payload, *, default_region: str | None = None) -> O
             billing_address=billing,
             shipping_address=shipping,
             line_items=lines,
-            note=_text(payload.get("customer_note")),
+            note=text(payload.get("customer_note")),
         )

@@ -9,9 +9,15 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from sync import migrate
 from sync.db import make_engine, make_session_factory
+
+# Hypothesis' per-example deadline is a timer asserted in every property test: on a loaded CI
+# machine a first, cold call fails it and the test is reported flaky. Speed is for bench/.
+settings.register_profile("tandem", deadline=None)
+settings.load_profile("tandem")
 
 POSTGRES_URL = os.environ.get("TANDEM_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("TANDEM_TEST_REDIS_URL")
