@@ -12,7 +12,7 @@ import secrets
 from dataclasses import asdict, fields
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify
 
 from sandbox.bigcommerce.api import customer_json, money, order_json, product_rows
 from sandbox.bigcommerce.state import (
@@ -24,40 +24,17 @@ from sandbox.bigcommerce.state import (
     Store,
     seed,
 )
+from sandbox.controls import BadRequest, add_log_routes, answer, count, json_body
 
 control = Blueprint("bigcommerce_control", __name__)
 _HASH = re.compile(r"^[a-z0-9]{1,64}$")
 
 
-class BadRequest(Exception):
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@control.errorhandler(BadRequest)
-def _bad(error: BadRequest) -> tuple[Response, int]:
-    return jsonify(error=str(error)), error.status
+control.register_error_handler(BadRequest, answer)
 
 
 def _state() -> State:
     return current_app.extensions["bigcommerce_state"]
-
-
-def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if data is None and not request.data:
-        return {}
-    if not isinstance(data, dict):
-        raise BadRequest("the body must be a JSON object")
-    return data
-
-
-def _int(data: dict[str, Any], key: str, default: int = 0) -> int:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise BadRequest(f"{key} must be an integer >= 0")
-    return value
 
 
 def _store(store_hash: str) -> Store:
@@ -82,7 +59,7 @@ def _view(store: Store) -> dict[str, Any]:
 
 @control.post("/stores")
 def create_store() -> tuple[Response, int]:
-    data = _body()
+    data = json_body()
     store_hash = str(data.get("store_hash", ""))
     if not _HASH.match(store_hash):
         raise BadRequest("store_hash must be lowercase letters and digits")
@@ -106,8 +83,8 @@ def create_store() -> tuple[Response, int]:
             client_id=str(data.get("client_id") or secrets.token_hex(8)),
             client_secret=data["client_secret"],
             currency=currency,
-            quota=_int(data, "quota", PLAN_QUOTAS[plan]) or PLAN_QUOTAS[plan],
-            window_ms=_int(data, "window_ms", 30_000) or 30_000,
+            quota=count(data, "quota", PLAN_QUOTAS[plan]) or PLAN_QUOTAS[plan],
+            window_ms=count(data, "window_ms", 30_000) or 30_000,
         )
         state.stores[store_hash] = store
         return jsonify(_view(store)), 201
@@ -122,24 +99,24 @@ def list_stores() -> Response:
 
 @control.post("/stores/<store_hash>/seed")
 def seed_store(store_hash: str) -> Response:
-    data = _body()
+    data = json_body()
     state = _state()
     with state.lock:
         store = _store(store_hash)
         return jsonify(
-            seed(state, store, _int(data, "customers"), _int(data, "orders"), _int(data, "seed"))
+            seed(state, store, count(data, "customers"), count(data, "orders"), count(data, "seed"))
         )
 
 
 @control.post("/stores/<store_hash>/activity")
 def activity(store_hash: str) -> Response:
-    data = _body()
-    counts = {k: _int(data, k) for k in ("new_customers", "changed_customers", "new_orders",
+    data = json_body()
+    counts = {k: count(data, k) for k in ("new_customers", "changed_customers", "new_orders",
                                           "changed_orders", "deleted_customers", "deleted_orders")}  # fmt: skip
     state = _state()
     with state.lock:
         store = _store(store_hash)
-        rng = random.Random(_int(data, "seed"))
+        rng = random.Random(count(data, "seed"))
         gen = Generator(store, rng)
         done: dict[str, list[int]] = {k: [] for k in counts}
         for _ in range(counts["new_customers"]):
@@ -186,7 +163,7 @@ def activity(store_hash: str) -> Response:
 
 @control.patch("/stores/<store_hash>/customers/<int:customer_id>")
 def change_customer(store_hash: str, customer_id: int) -> Response:
-    data = _body()
+    data = json_body()
     allowed = {"email", "first_name", "last_name", "phone", "company", "notes"}
     unknown = set(data) - allowed
     if unknown:
@@ -218,16 +195,16 @@ def remove_customer(store_hash: str, customer_id: int) -> Response:
 
 @control.post("/stores/<store_hash>/orders")
 def create_order(store_hash: str) -> tuple[Response, int]:
-    data = _body()
+    data = json_body()
     state = _state()
     with state.lock:
         store = _store(store_hash)
         buyer = None
         if data.get("customer_id") is not None:
-            buyer = store.customers.get(_int(data, "customer_id"))
+            buyer = store.customers.get(count(data, "customer_id"))
             if buyer is None:
                 raise BadRequest("customer_id must name an existing customer", 404)
-        order = Generator(store, random.Random(_int(data, "seed"))).order(state.now(), buyer)
+        order = Generator(store, random.Random(count(data, "seed"))).order(state.now(), buyer)
         if buyer is None and isinstance(data.get("email"), str):
             order.billing["email"] = data["email"]
         state.save_order(store, order, created=True)
@@ -236,7 +213,7 @@ def create_order(store_hash: str) -> tuple[Response, int]:
 
 @control.patch("/stores/<store_hash>/orders/<int:order_id>")
 def change_order(store_hash: str, order_id: int) -> Response:
-    data = _body()
+    data = json_body()
     unknown = set(data) - {"status_id", "customer_message"}
     if unknown:
         raise BadRequest(f"unknown fields {sorted(unknown)}")
@@ -278,7 +255,7 @@ def get_knobs(store_hash: str) -> Response:
 
 @control.patch("/stores/<store_hash>/knobs")
 def set_knobs(store_hash: str) -> Response:
-    data = _body()
+    data = json_body()
     known = {f.name for f in fields(Knobs)} | {"quota", "window_ms"}
     unknown = set(data) - known
     if unknown:
@@ -307,32 +284,6 @@ def set_knobs(store_hash: str) -> Response:
         for key, value in data.items():
             setattr(store if key in ("quota", "window_ms") else store.knobs, key, value)
         return jsonify({**asdict(store.knobs), "quota": store.quota, "window_ms": store.window_ms})
-
-
-@control.get("/stores/<store_hash>/calls")
-def calls(store_hash: str) -> Response:
-    with _state().lock:
-        return jsonify({"calls": list(_store(store_hash).calls)})
-
-
-@control.delete("/stores/<store_hash>/calls")
-def clear_calls(store_hash: str) -> Response:
-    with _state().lock:
-        _store(store_hash).calls.clear()
-        return jsonify({"calls": []})
-
-
-@control.get("/stores/<store_hash>/deliveries")
-def deliveries(store_hash: str) -> Response:
-    with _state().lock:
-        return jsonify({"deliveries": list(_store(store_hash).deliveries)})
-
-
-@control.delete("/stores/<store_hash>/deliveries")
-def clear_deliveries(store_hash: str) -> Response:
-    with _state().lock:
-        _store(store_hash).deliveries.clear()
-        return jsonify({"deliveries": []})
 
 
 @control.get("/stores/<store_hash>/hooks")
@@ -391,3 +342,6 @@ def summary(store_hash: str) -> Response:
                 ],
             }
         )
+
+
+add_log_routes(control, "/stores", _store, lambda: _state().lock)

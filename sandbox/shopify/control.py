@@ -16,8 +16,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify
 
+from sandbox import controls
+from sandbox.controls import json_body
 from sandbox.shopify import render, seed
 from sandbox.shopify.simulator import COMPLIANCE_TOPICS, TOPICS, Simulator, customer_changes
 from sandbox.shopify.store import (
@@ -63,13 +65,9 @@ def _sim() -> Simulator:
     return current_app.extensions["shopify_simulator"]
 
 
-def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if data is None and not request.data:
-        return {}
-    if not isinstance(data, dict):
-        raise BadRequest("the body must be a JSON object")
-    return data
+# A body that is not a JSON object: the same 400 as every store simulator's control API.
+_body = json_body
+control.register_error_handler(controls.BadRequest, controls.answer)
 
 
 def _shop(domain: str) -> Shop:

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from sandbox.controls import BadRequest, add_log_routes, answer, count, json_body
 from sandbox.woocommerce.api import (
     WcError,
     apply_customer_changes,
@@ -30,15 +31,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _STATUSES = {"pending", "processing", "on-hold", "completed", "cancelled", "refunded", "failed"}
 
 
-class BadRequest(Exception):
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@control.errorhandler(BadRequest)
-def _bad(error: BadRequest) -> tuple[Response, int]:
-    return jsonify(error=str(error)), error.status
+control.register_error_handler(BadRequest, answer)
 
 
 @control.errorhandler(WcError)
@@ -48,22 +41,6 @@ def _refused(error: WcError) -> tuple[Response, int]:
 
 def _state() -> State:
     return current_app.extensions["woocommerce_state"]
-
-
-def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if data is None and not request.data:
-        return {}
-    if not isinstance(data, dict):
-        raise BadRequest("the body must be a JSON object")
-    return data
-
-
-def _int(data: dict[str, Any], key: str, default: int = 0) -> int:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise BadRequest(f"{key} must be an integer >= 0")
-    return value
 
 
 def _site(name: str) -> Site:
@@ -88,7 +65,7 @@ def _view(site: Site) -> dict[str, Any]:
 
 @control.post("/sites")
 def create_site() -> tuple[Response, int]:
-    data = _body()
+    data = json_body()
     name = str(data.get("name", ""))
     if not _NAME.match(name):
         raise BadRequest("name must be lowercase letters, digits and dashes")
@@ -116,7 +93,7 @@ def create_site() -> tuple[Response, int]:
             timezone=timezone,
             currency=currency,
             country=str(data.get("country", "US")),
-            webhook_failure_limit=_int(data, "webhook_failure_limit", 5),
+            webhook_failure_limit=count(data, "webhook_failure_limit", 5),
         )
         state.sites[name] = site
         return jsonify(_view(site)), 201
@@ -131,24 +108,24 @@ def list_sites() -> Response:
 
 @control.post("/sites/<name>/seed")
 def seed_site(name: str) -> Response:
-    data = _body()
+    data = json_body()
     state = _state()
     with state.lock:
         site = _site(name)
         return jsonify(
-            seed(state, site, _int(data, "customers"), _int(data, "orders"), _int(data, "seed"))
+            seed(state, site, count(data, "customers"), count(data, "orders"), count(data, "seed"))
         )
 
 
 @control.post("/sites/<name>/activity")
 def activity(name: str) -> Response:
-    data = _body()
-    counts = {k: _int(data, k) for k in ("new_customers", "changed_customers", "new_orders",
+    data = json_body()
+    counts = {k: count(data, k) for k in ("new_customers", "changed_customers", "new_orders",
                                           "changed_orders", "deleted_customers", "deleted_orders")}  # fmt: skip
     state = _state()
     with state.lock:
         site = _site(name)
-        rng = random.Random(_int(data, "seed"))
+        rng = random.Random(count(data, "seed"))
         gen = Generator(site, rng, state.now())
         done: dict[str, list[int]] = {k: [] for k in counts}
         for _ in range(counts["new_customers"]):
@@ -196,7 +173,7 @@ def activity(name: str) -> Response:
 
 @control.patch("/sites/<name>/customers/<int:customer_id>")
 def change_customer(name: str, customer_id: int) -> Response:
-    data = _body()
+    data = json_body()
     unknown = set(data) - {"email", "first_name", "last_name", "billing", "shipping"}
     if unknown:
         raise BadRequest(f"unknown fields {sorted(unknown)}")
@@ -224,16 +201,16 @@ def remove_customer(name: str, customer_id: int) -> Response:
 
 @control.post("/sites/<name>/orders")
 def create_order(name: str) -> tuple[Response, int]:
-    data = _body()
+    data = json_body()
     state = _state()
     with state.lock:
         site = _site(name)
         buyer = None
         if data.get("customer_id") is not None:
-            buyer = site.customers.get(_int(data, "customer_id"))
+            buyer = site.customers.get(count(data, "customer_id"))
             if buyer is None:
                 raise BadRequest("customer_id must name an existing customer", 404)
-        gen = Generator(site, random.Random(_int(data, "seed")), state.now())
+        gen = Generator(site, random.Random(count(data, "seed")), state.now())
         order = gen.order(state.now(), buyer)
         if buyer is None and isinstance(data.get("email"), str):
             order.billing["email"] = data["email"]
@@ -243,7 +220,7 @@ def create_order(name: str) -> tuple[Response, int]:
 
 @control.patch("/sites/<name>/orders/<int:order_id>")
 def change_order(name: str, order_id: int) -> Response:
-    data = _body()
+    data = json_body()
     unknown = set(data) - {"status", "customer_note", "refund"}
     if unknown:
         raise BadRequest(f"unknown fields {sorted(unknown)}")
@@ -291,7 +268,7 @@ def get_knobs(name: str) -> Response:
 
 @control.patch("/sites/<name>/knobs")
 def set_knobs(name: str) -> Response:
-    data = _body()
+    data = json_body()
     known = {f.name for f in fields(Knobs)}
     unknown = set(data) - known
     if unknown:
@@ -314,32 +291,6 @@ def set_knobs(name: str) -> Response:
         for key, value in data.items():
             setattr(site.knobs, key, value)
         return jsonify(asdict(site.knobs))
-
-
-@control.get("/sites/<name>/calls")
-def calls(name: str) -> Response:
-    with _state().lock:
-        return jsonify({"calls": list(_site(name).calls)})
-
-
-@control.delete("/sites/<name>/calls")
-def clear_calls(name: str) -> Response:
-    with _state().lock:
-        _site(name).calls.clear()
-        return jsonify({"calls": []})
-
-
-@control.get("/sites/<name>/deliveries")
-def deliveries(name: str) -> Response:
-    with _state().lock:
-        return jsonify({"deliveries": list(_site(name).deliveries)})
-
-
-@control.delete("/sites/<name>/deliveries")
-def clear_deliveries(name: str) -> Response:
-    with _state().lock:
-        _site(name).deliveries.clear()
-        return jsonify({"deliveries": []})
 
 
 @control.get("/sites/<name>/webhooks")
@@ -399,3 +350,6 @@ def summary(name: str) -> Response:
                 ],
             }
         )
+
+
+add_log_routes(control, "/sites", _site, lambda: _state().lock)

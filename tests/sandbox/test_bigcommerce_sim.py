@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
+import json
 
 import pytest
-from flask import Flask, request
 
 from sandbox.bigcommerce import create_app
-from sandbox.server import serve
+from tests.sandbox.conftest import wait_for
 
 TOKEN = "bc-token-0123456789"
 V2, V3 = "/stores/abc123/v2", "/stores/abc123/v3"
@@ -107,30 +105,6 @@ def test_v3_customers_pagination_filters_and_batch_limit(sim):
     assert client.put(f"{V3}/customers", json=too_many, headers=AUTH).status_code == 413
 
 
-@pytest.fixture
-def receiver():
-    app = Flask("receiver")
-    got, status = [], {"code": 200}
-    lock = threading.Lock()
-
-    @app.post("/hook")
-    def hook():
-        with lock:
-            got.append((dict(request.headers), request.get_json()))
-        return "", status["code"]
-
-    server = serve(app)
-    yield server.url + "/hook", got, status
-    server.stop()
-
-
-def _wait(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not predicate():
-        time.sleep(0.02)
-    return predicate()
-
-
 def test_hooks_are_thin_retried_with_one_hash_then_deactivated(sim, receiver):
     _, client, _ = sim
     url, got, status = receiver
@@ -143,12 +117,12 @@ def test_hooks_are_thin_retried_with_one_hash_then_deactivated(sim, receiver):
     )
     status["code"] = 500
     client.patch("/_sandbox/stores/abc123/customers/3", json={"first_name": "Ana"})
-    assert _wait(lambda: len(got) == 12, 20)  # the first try and eleven retries
-    payloads = [body for _, body in got]
+    assert wait_for(lambda: len(got) == 12, 20)  # the first try and eleven retries
+    payloads = [json.loads(body) for _, body in got]
     assert {p["hash"] for p in payloads} == {payloads[0]["hash"]}
     assert payloads[0]["data"] == {"type": "customer", "id": 3}
     assert payloads[0]["producer"] == "stores/abc123" and got[0][0]["X-Secret"] == "s"
-    assert _wait(
+    assert wait_for(
         lambda: not client.get(f"{V3}/hooks", headers=AUTH).get_json()["data"][0]["is_active"]
     )
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import threading
 import time
 from urllib.parse import urlencode
 
 import pytest
-from flask import Flask, request
 from woocommerce.oauth import OAuth
 
-from sandbox.server import serve
 from sandbox.woocommerce import create_app
+from tests.sandbox.conftest import wait_for
 
 KEY, SECRET = "ck_test_0123456789", "cs_test_0123456789"
 API = "/sites/berlin/wp-json/wc/v3"
@@ -114,30 +112,6 @@ def test_batch_limit_trash_and_forced_deletes(sim):
     assert refused.status_code == 501
 
 
-@pytest.fixture
-def receiver():
-    app = Flask("receiver")
-    got, status = [], {"code": 200}
-    lock = threading.Lock()
-
-    @app.post("/hook")
-    def hook():
-        with lock:
-            got.append((dict(request.headers), request.get_data()))
-        return "", status["code"]
-
-    server = serve(app)
-    yield server.url + "/hook", got, status
-    server.stop()
-
-
-def _wait(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not predicate():
-        time.sleep(0.02)
-    return predicate()
-
-
 def test_webhooks_ping_sign_coalesce_and_disable(sim, receiver):
     _, client, _ = sim
     url, got, status = receiver
@@ -145,7 +119,8 @@ def test_webhooks_ping_sign_coalesce_and_disable(sim, receiver):
                        json={"topic": "customer.updated", "delivery_url": url, "secret": "s3cret"})  # fmt: skip
     assert made.status_code == 201
     assert (
-        _wait(lambda: len(got) == 1) and got[0][1] == f"webhook_id={made.get_json()['id']}".encode()
+        wait_for(lambda: len(got) == 1)
+        and got[0][1] == f"webhook_id={made.get_json()['id']}".encode()
     )
     client.patch("/_sandbox/sites/berlin/knobs", json={"webhook_delay_ms": 300})
     customer = client.get(signed("/customers", {"per_page": 1})).get_json()[0]
@@ -153,7 +128,7 @@ def test_webhooks_ping_sign_coalesce_and_disable(sim, receiver):
         client.patch(
             f"/_sandbox/sites/berlin/customers/{customer['id']}", json={"first_name": name}
         )
-    assert _wait(lambda: len(got) == 2)
+    assert wait_for(lambda: len(got) == 2)
     time.sleep(0.5)
     assert len(got) == 2
     headers, body = got[1]
@@ -167,7 +142,7 @@ def test_webhooks_ping_sign_coalesce_and_disable(sim, receiver):
         client.patch(
             f"/_sandbox/sites/berlin/customers/{customer['id']}", json={"first_name": f"N{n}"}
         )
-        _wait(lambda n=n: len(got) >= 3 + n, 2)
+        wait_for(lambda n=n: len(got) >= 3 + n, 2)
     hooks = client.get("/_sandbox/sites/berlin/webhooks").get_json()["webhooks"]
     assert hooks[0]["status"] == "disabled"  # after more than five failures in a row
 
