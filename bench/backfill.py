@@ -1,6 +1,8 @@
 """Backfill throughput: a seeded simulated store into a simulated HubSpot, end to end.
 
-    python bench/backfill.py [customers] [orders]
+    python bench/backfill.py [customers] [orders] [store]
+
+``store`` is shopify (the default), woocommerce or bigcommerce.
 
 Prints figures (records per second, API calls per platform, calls per record); asserts
 nothing. Both simulators run in this process, so the figures are Tandem plus simulator cost
@@ -22,10 +24,14 @@ from sync import migrate
 from sync.worker import InProcessWorker
 
 
-def main(customers: int, orders: int) -> None:
+def main(customers: int, orders: int, store: str = "shopify") -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sandbox = demo.start_sandbox(
-            customers=customers, orders=orders, restore_rate=1000.0, hubspot_limit=10_000
+            platform=store,
+            customers=customers,
+            orders=orders,
+            restore_rate=1000.0,
+            hubspot_limit=10_000,
         )
         app = create_app(demo.sandbox_config(sandbox, Path(tmp)))
         t = tandem_of(app)
@@ -40,7 +46,7 @@ def main(customers: int, orders: int) -> None:
                 raise SystemExit("backfill did not finish in 30 minutes")
             elapsed = time.perf_counter() - started
             counts = demo.linked_counts(t, connection_id)
-            shopify = sandbox.store_control("GET", "/calls")["calls"]
+            store_calls = sandbox.store_control("GET", "/calls")["calls"]
             hubspot = sandbox.control(
                 sandbox.hubspot, "GET", "/calls", params={"portal_id": sandbox.portal_id}
             )["calls"]
@@ -49,7 +55,7 @@ def main(customers: int, orders: int) -> None:
             sandbox.stop()
             t.close()
     records = counts.get("customer", 0) + counts.get("order", 0) + counts.get("line_item", 0)
-    print(f"store: {customers} customers, {orders} orders")
+    print(f"store ({store}): {customers} customers, {orders} orders")
     print(
         f"linked: {counts.get('customer', 0)} contacts, {counts.get('order', 0)} deals, "
         f"{counts.get('line_item', 0)} line items; {counts.get('dead_customer', 0)} dead letters"
@@ -58,11 +64,11 @@ def main(customers: int, orders: int) -> None:
         f"time: {elapsed:.1f} s  ->  {orders / elapsed:.0f} orders/s, {records / elapsed:.0f} records/s"
     )
     print(
-        f"API calls: Shopify {len(shopify)}, HubSpot {len(hubspot)} "
+        f"API calls: {store} {len(store_calls)}, HubSpot {len(hubspot)} "
         f"({len(hubspot) / max(records, 1) * 100:.2f} HubSpot calls per 100 records)"
     )
 
 
 if __name__ == "__main__":
-    args = [int(a) for a in sys.argv[1:3]]
-    main(*(args + [500, 2000][len(args) :]))
+    counts = [int(a) for a in sys.argv[1:3]]
+    main(*(counts + [500, 2000][len(counts) :]), *sys.argv[3:4])
