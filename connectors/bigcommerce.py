@@ -1,20 +1,24 @@
 """BigCommerce REST API (v2 orders, v3 customers and hooks), through the shared HTTP client.
 
-Facts: ``../shared/reference/api-storefronts.md`` §3 (sources BC-ORD, BC-CUST, BC-RL, BC-WH).
-- ``X-Auth-Token`` on ``https://api.bigcommerce.com/stores/{store_hash}/v2|v3/...``.
+Facts: ``reference/api-storefronts.md`` §3 (sources BC-ORD, BC-CUST, BC-RL, BC-WH, BC-ABOUT,
+BCPY).
+- ``X-Auth-Token`` on ``https://api.bigcommerce.com/stores/{store_hash}/v2|v3/...``; tokens do
+  not expire by time [BC-ACCT].
 - Orders (v2): ``min_date_modified`` (RFC-2822), ``sort=date_modified:asc``, 250 per page; a
-  bare JSON array, and an empty page may be HTTP 204 with no body. Line items live in the
-  ``/orders/{id}/products`` sub-resource. Orders are archived (``is_deleted``), never deleted.
-- Customers (v3): ``date_modified:min``, ``sort=date_modified:asc``, ``{data, meta}``; writes
-  take at most 10 records per call.
+  bare JSON array with no pagination metadata, and an empty page may be HTTP 204 with no body
+  [BCPY base.py]. Line items live in the ``/orders/{id}/products`` sub-resource. Orders are
+  archived (``is_deleted``), never deleted.
+- Customers (v3): ``date_modified:min``, ``sort=date_modified:asc``, ``{data, meta}`` with
+  ``meta.pagination``; writes take at most 10 records per call (413 above).
 - One request quota per store, shared with every other app of the merchant, announced on every
-  response by X-Rate-Limit-* headers; over it, 429 until X-Rate-Limit-Time-Reset-Ms.
+  response by X-Rate-Limit-* headers; over it, 429 until X-Rate-Limit-Time-Reset-Ms [BC-RL].
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
@@ -23,16 +27,25 @@ import requests
 
 from connectors.errors import ConfigurationError, PermanentError
 from connectors.http import Action, HttpClient, Policy
-from connectors.pagination import Page, live_then_removed, modified_window
+from connectors.pagination import (
+    Fetched,
+    Page,
+    live_then_removed,
+    modified_window,
+    page_numbers,
+)
 
 PLATFORM = "bigcommerce"
 DEFAULT_BASE_URL = "https://api.bigcommerce.com/stores/{store_hash}"
-PAGE_SIZE = 250  # v2 limit maximum [BC-ABOUT common-query-params]; v3 customers UNCONFIRMED
-WRITE_BATCH = 10  # v3 customers POST/PUT [BC-CUST]
-LOOKUP_BATCH = 50  # ids per id:in lookup, well inside URL length limits
-# The quota is shared with the merchant's other apps [BC-RL]: the budget keeps this share of
-# it free rather than riding the platform's 429s.
+ORDERS_PAGE_SIZE = 250  # v2 limit maximum [BC-ABOUT common-query-params; BCPY base.py]
+CUSTOMERS_PAGE_SIZE = 250  # the general maximum; v3 customers' own is UNCONFIRMED [BC-CUST]
+WRITE_BATCH = 10  # v3 customers POST/PUT; 413 above [BC-CUST]
+LOOKUP_BATCH = 50  # ids per ``id:in`` lookup, well inside URL length limits
+# The quota is shared with every other app the merchant runs on the store [BC-RL]: riding it
+# to zero would starve them (and earn everyone 429s), so the budget plans with this share of
+# the announced quota held back.
 QUOTA_MARGIN = 0.2
+# The header each hook sends back with our secret; webhooks/bigcommerce.py checks it.
 WEBHOOK_SECRET_HEADER = "X-Tandem-Webhook-Secret"  # noqa: S105 - a header name
 WEBHOOK_SCOPES = (
     "store/customer/created",
@@ -40,16 +53,32 @@ WEBHOOK_SCOPES = (
     "store/customer/deleted",
     "store/order/created",
     "store/order/updated",
-    "store/order/archived",
+    "store/order/archived",  # there is no store/order/deleted [BC-WH]
     "store/order/statusUpdated",
     "store/order/refund/created",
 )
-DOCS = {
-    "orders": "https://developer.bigcommerce.com/docs/rest-management/orders#get-all-orders",
-    "customers": "https://developer.bigcommerce.com/docs/rest-management/customers",
-    "hooks": "https://developer.bigcommerce.com/docs/integrations/webhooks",
-    "limits": "https://developer.bigcommerce.com/docs/start/best-practices/api-rate-limits",
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    path: str
+    docs: str
+
+
+_DOCS = "https://developer.bigcommerce.com/docs/rest-management"
+ENDPOINTS: Mapping[str, Endpoint] = {
+    "orders": Endpoint("/v2/orders", _DOCS + "/orders#get-all-orders"),
+    "order": Endpoint("/v2/orders/{id}", _DOCS + "/orders#get-an-order"),
+    "order_products": Endpoint(
+        "/v2/orders/{id}/products", _DOCS + "/orders/order-products#list-order-products"
+    ),
+    "customers": Endpoint("/v3/customers", _DOCS + "/customers#get-all-customers"),
+    "hooks": Endpoint("/v3/hooks", "https://developer.bigcommerce.com/docs/integrations/webhooks"),
+    "hook": Endpoint(
+        "/v3/hooks/{id}", "https://developer.bigcommerce.com/docs/integrations/webhooks"
+    ),
 }
+LIMITS_DOCS = "https://developer.bigcommerce.com/docs/start/best-practices/api-rate-limits"
 _STORE_HASH = re.compile(r"^[a-z0-9]{1,64}$")
 
 
@@ -64,6 +93,9 @@ def normalise_store_hash(value: str) -> str:
     return text
 
 
+# --------------------------------------------------------------------------- rate limits
+
+
 def _header(response: requests.Response, name: str) -> float | None:
     try:
         return float(response.headers[name])
@@ -71,12 +103,18 @@ def _header(response: requests.Response, name: str) -> float | None:
         return None
 
 
-def rate_limit_signal(response: requests.Response) -> dict[str, float] | None:
-    """Remaining requests, quota and refill rate from the X-Rate-Limit-* headers (None if
-    absent), with QUOTA_MARGIN of the quota held back for the merchant's other apps."""
+def rate_limit_signal(response: requests.Response) -> dict[str, float | None] | None:
+    """The store quota as the four X-Rate-Limit-* headers announce it [BC-RL], for the shared
+    budget; None when a response carries none of them.
+
+    Returns ``remaining`` and ``capacity`` (requests, with QUOTA_MARGIN of the quota held back
+    for the merchant's other apps), ``refill_per_second`` (the usable quota over the window)
+    and ``reset_seconds`` (until the window refills). A figure a response lacks is None.
+    """
     left = _header(response, "X-Rate-Limit-Requests-Left")
     quota = _header(response, "X-Rate-Limit-Requests-Quota")
     window_ms = _header(response, "X-Rate-Limit-Time-Window-Ms")
+    reset_ms = _header(response, "X-Rate-Limit-Time-Reset-Ms")
     if left is None or quota is None:
         return None
     reserve = quota * QUOTA_MARGIN
@@ -84,32 +122,44 @@ def rate_limit_signal(response: requests.Response) -> dict[str, float] | None:
         "remaining": max(0.0, left - reserve),
         "capacity": quota - reserve,
         "refill_per_second": (quota - reserve) / (window_ms / 1000) if window_ms else None,
+        "reset_seconds": reset_ms / 1000 if reset_ms is not None else None,
     }
 
 
 def _retry_after(response: requests.Response) -> float | None:
+    """Seconds until the quota window resets, from a 429 [BC-RL]. A 429 with neither header
+    means load on the store rather than our quota: None leaves the wait to the client's
+    growing backoff."""
     reset_ms = _header(response, "X-Rate-Limit-Time-Reset-Ms")
     if reset_ms is not None:
-        return reset_ms / 1000
-    # A 429 without the quota headers means load on the store: back off (the client's own
-    # exponential backoff applies when this is None) [BC-RL].
-    return _header(response, "X-Retry-After")
+        return max(0.0, reset_ms / 1000)
+    retry = _header(response, "X-Retry-After")
+    return max(0.0, retry) if retry is not None else None
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _error_body(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _message(response: requests.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return f"{response.status_code}: {response.text[:200]}"
+    body = _error_body(response)
     if isinstance(body, list) and body and isinstance(body[0], dict):  # v2: [{status, message}]
         return f"{response.status_code}: {body[0].get('message')}"
-    if isinstance(body, dict):  # v3: {status, title, errors}
+    if isinstance(body, dict):  # v3: {status, title, type, errors}
         return f"{response.status_code}: {body.get('title')} {body.get('errors') or ''}".strip()
-    return str(response.status_code)
+    return f"{response.status_code}: {response.text[:200]}"
 
 
 def _classify(response: requests.Response) -> Action | None:
-    # A token without the scope or revoked: an operator must act.
+    # 401 is a configuration error, not an expired token: BigCommerce tokens never expire by
+    # time [BC-ACCT]; a 401 means the app was uninstalled or its scopes changed (the token
+    # is void until the merchant re-authorises) [BC-AUTH]. Nothing to refresh.
     if response.status_code == 401:
         return Action.CONFIG
     return None
@@ -117,6 +167,7 @@ def _classify(response: requests.Response) -> Action | None:
 
 BIGCOMMERCE_POLICY = Policy(
     platform=PLATFORM,
+    # 413: more than WRITE_BATCH items, a bug of ours. 422: validation, for good.
     statuses={413: Action.FAIL, 422: Action.FAIL},
     classify=_classify,
     retry_after=_retry_after,
@@ -124,20 +175,67 @@ BIGCOMMERCE_POLICY = Policy(
 )
 
 
+# --------------------------------------------------------------------------- helpers
+
+
 def _v2_stamp(raw: Mapping[str, Any]) -> datetime:
+    """``date_modified`` of a v2 order (RFC-2822, e.g. ``Wed, 10 Jan 2018 21:05:30 +0000``)."""
     return parsedate_to_datetime(raw.get("date_modified") or raw["date_created"]).astimezone(UTC)
 
 
 def _v3_stamp(raw: Mapping[str, Any]) -> datetime:
+    """``date_modified`` of a v3 customer (ISO-8601)."""
     value = str(raw.get("date_modified") or raw["date_created"]).replace("Z", "+00:00")
-    return datetime.fromisoformat(value).astimezone(UTC)
+    parsed = datetime.fromisoformat(value)
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _id(value: str | int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise PermanentError(f"{value!r} is not a BigCommerce id", platform=PLATFORM) from None
+
+
+def _v3_last_page(body: Mapping[str, Any], page: int) -> bool:
+    """Whether ``meta.pagination`` puts page ``page`` last (False if it says nothing)."""
+    pagination = (body.get("meta") or {}).get("pagination") or {}
+    try:
+        return page >= int(pagination["total_pages"])
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def _all_pages(
+    fetch: Callable[[int], list[dict[str, Any]] | Fetched], size: int
+) -> list[dict[str, Any]]:
+    """Every page of a small sub-listing, read at once (page numbers, with loop detection).
+    ``size`` is the page size asked for (0 if unknown: only an empty page or the platform's
+    word then ends the listing)."""
+    rows: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        records, cursor = page_numbers(fetch, cursor=cursor, page_size=size, platform=PLATFORM)
+        rows.extend(records)
+        if cursor is None:
+            return rows
+
+
+def _refused(result: Mapping[str, Any]) -> bool:
+    """Whether an update_customers result is a refusal rather than a customer."""
+    return set(result) == {"id", "error"}
+
+
+# Statuses with which BigCommerce refuses a whole customers batch for some of its items: the
+# batch is split until only those fail.
+_PER_ITEM_STATUSES = (400, 409, 422)
 
 
 class BigCommerceConnector:
     """One BigCommerce store. Every call goes through ``http`` (retries, budget, redaction)."""
 
     platform = PLATFORM
-    bulk_backfill = False
+    bulk_backfill = False  # no bulk export: backfills page through the list endpoints
     customers_incremental = True
 
     def __init__(
@@ -151,13 +249,10 @@ class BigCommerceConnector:
         self.store_hash = normalise_store_hash(store_hash)
         self.base = base_url_template.format(store_hash=self.store_hash).rstrip("/")
         self.http = http
-        self._headers = {
-            "X-Auth-Token": access_token,
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-        }
+        self._headers = {"X-Auth-Token": access_token, "Accept": "application/json"}
         http.add_secret(access_token)
 
+    # ------------------------------------------------------------------ plumbing
     def _call(
         self,
         method: str,
@@ -173,160 +268,252 @@ class BigCommerceConnector:
 
     @staticmethod
     def _json(response: requests.Response) -> Any:
-        # 204 No Content is an empty page [BCPY base.py]; 200 with [] is one too.
+        """The answer's JSON; None for 204 No Content or an empty body (an empty v2 page
+        [BCPY base.py])."""
         if response.status_code == 204 or not response.content:
             return None
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            raise PermanentError(
+                f"BigCommerce answered {response.status_code} without JSON",
+                platform=PLATFORM,
+                status=response.status_code,
+            ) from None
 
     # ------------------------------------------------------------------ reading
     def _products(self, order_id: int) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            batch = (
-                self._json(
-                    self._call(
-                        "GET",
-                        f"/v2/orders/{order_id}/products",
-                        params={"page": page, "limit": PAGE_SIZE},
-                    )
-                )
-                or []
-            )
-            rows.extend(batch)
-            if len(batch) < PAGE_SIZE:
-                return rows
-            page += 1
+        """Every line item of an order (all pages; orders rarely have more than one)."""
+        path = ENDPOINTS["order_products"].path.format(id=order_id)
+
+        def fetch(page: int) -> list[dict[str, Any]]:
+            params = {"page": page, "limit": ORDERS_PAGE_SIZE}
+            return self._json(self._call("GET", path, params=params)) or []  # 204: no more
+
+        return _all_pages(fetch, ORDERS_PAGE_SIZE)
 
     def _with_lines(self, order: dict[str, Any]) -> dict[str, Any]:
         return {**order, "line_items": self._products(int(order["id"]))}
 
     def orders_page(self, *, updated_since: datetime | None, cursor: str | None) -> Page:
-        """Orders modified since ``updated_since`` (all if None), oldest change first, each with
-        its ``line_items``; then the orders archived in that window, as ``Page.removed``.
+        """Orders modified since ``updated_since`` (all if None; timezone-aware), oldest change
+        first, each with its ``line_items`` (the rows of ``/v2/orders/{id}/products``); then
+        the orders archived in that window, as ``Page.removed``.
 
         Whether lists include archived orders is UNCONFIRMED, and a lost store/order/archived
-        webhook must not hide one, so the archive is read too (``is_deleted=true``); an
-        archived order met in the live listing is removed as well. Raises connectors.errors.*.
+        webhook must not hide one, so the archive is read too (``is_deleted=true``, a filter
+        missing from the current spec but in SDKs generated from older ones: a platform that
+        ignores it answers live orders there, which are skipped); an archived order met in the
+        live listing is removed as well, never returned as a record.
+
+        Raises RateLimitedError (429; ``retry_after`` from X-Rate-Limit-Time-Reset-Ms),
+        RetriableError (5xx, network), ConfigurationError (401, 403), PermanentError (other
+        refusals, a pagination loop).
         """
 
         def read(archived: bool, window: str | None) -> tuple[list[dict[str, Any]], str | None]:
             def fetch(since: datetime | None, page: int) -> list[dict[str, Any]]:
                 params: dict[str, Any] = {
                     "sort": "date_modified:asc",
-                    "limit": PAGE_SIZE,
+                    "limit": ORDERS_PAGE_SIZE,
                     "page": page,
                 }
                 if archived:
                     params["is_deleted"] = "true"
                 if since is not None:
                     params["min_date_modified"] = format_datetime(since.astimezone(UTC))
-                return self._json(self._call("GET", "/v2/orders", params=params)) or []
+                response = self._call("GET", ENDPOINTS["orders"].path, params=params)
+                return self._json(response) or []  # 204 or [] past the end
 
             return modified_window(
                 fetch,
                 cursor=window,
                 updated_since=updated_since,
-                page_size=PAGE_SIZE,
+                page_size=ORDERS_PAGE_SIZE,
                 stamp=_v2_stamp,
-                key=lambda raw: str(raw["id"]),
                 platform=PLATFORM,
             )
 
         raws, archived, following = live_then_removed(read, cursor=cursor, platform=PLATFORM)
         removed = [r for r in raws + archived if r.get("is_deleted")]
         live = [self._with_lines(r) for r in raws if not r.get("is_deleted")]
-        return Page(live, following, removed=tuple(str(r["id"]) for r in removed))
+        return Page(live, following, removed=tuple(dict.fromkeys(str(r["id"]) for r in removed)))
 
     def customers_page(self, *, updated_since: datetime | None, cursor: str | None) -> Page:
-        """Customers modified since ``updated_since`` (all if None), oldest change first,
-        with their addresses. Raises connectors.errors.*."""
+        """Customers modified since ``updated_since`` (all if None; timezone-aware), oldest
+        change first, with their addresses.
 
-        def fetch(since: datetime | None, page: int) -> list[dict[str, Any]]:
+        Raises as :meth:`orders_page`.
+        """
+
+        def fetch(since: datetime | None, page: int) -> Fetched:
             params: dict[str, Any] = {
                 "sort": "date_modified:asc",
-                "limit": PAGE_SIZE,
+                "limit": CUSTOMERS_PAGE_SIZE,
                 "page": page,
                 "include": "addresses",
             }
             if since is not None:
+                # The docs' examples carry no offset; an explicit Z leaves no doubt that the
+                # bound is UTC (a store-local reading would silently skip records).
                 params["date_modified:min"] = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            body = self._json(self._call("GET", "/v3/customers", params=params)) or {}
-            return list(body.get("data") or [])
+            response = self._call("GET", ENDPOINTS["customers"].path, params=params)
+            body = self._json(response) or {}
+            return Fetched(list(body.get("data") or []), last=_v3_last_page(body, page))
 
         raws, following = modified_window(
             fetch,
             cursor=cursor,
             updated_since=updated_since,
-            page_size=PAGE_SIZE,
+            page_size=CUSTOMERS_PAGE_SIZE,
             stamp=_v3_stamp,
-            key=lambda raw: str(raw["id"]),
             platform=PLATFORM,
         )
         return Page(raws, following)
 
     def get_customers(self, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The customers of ``ids`` that exist, via ``id:in``. Raises connectors.errors.*."""
+        """The customers of ``ids`` that exist, with their addresses, through ``id:in``
+        LOOKUP_BATCH at a time; a deleted one is absent.
+
+        Raises PermanentError for an id that is not a number, else as :meth:`orders_page`.
+        """
+        wanted = list(dict.fromkeys(_id(i) for i in ids))
         found: list[dict[str, Any]] = []
-        for start in range(0, len(ids), LOOKUP_BATCH):
-            chunk = ",".join(str(int(i)) for i in ids[start : start + LOOKUP_BATCH])
-            params = {"id:in": chunk, "include": "addresses", "limit": LOOKUP_BATCH}
-            body = self._json(self._call("GET", "/v3/customers", params=params)) or {}
-            found.extend(body.get("data") or [])
+        for start in range(0, len(wanted), LOOKUP_BATCH):
+            chunk = wanted[start : start + LOOKUP_BATCH]
+            params = {
+                "id:in": ",".join(str(i) for i in chunk),
+                "include": "addresses",
+                "limit": LOOKUP_BATCH,
+            }
+            body = self._json(self._call("GET", ENDPOINTS["customers"].path, params=params)) or {}
+            # Only what was asked for, should a filter ever be ignored.
+            found.extend(c for c in body.get("data") or [] if c.get("id") in chunk)
         return found
 
     def get_orders(self, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The orders of ``ids`` that exist and are not archived, with their line items.
-        Raises connectors.errors.*."""
+        """The orders of ``ids`` that exist and are not archived, each with its
+        ``line_items``; a 404 or an archived order is absent.
+
+        Raises PermanentError for an id that is not a number, else as :meth:`orders_page`.
+        """
         found = []
         for order_id in ids:
-            response = self._call("GET", f"/v2/orders/{int(order_id)}", ok=(404,))
+            path = ENDPOINTS["order"].path.format(id=_id(order_id))
+            response = self._call("GET", path, ok=(404,))
             order = None if response.status_code == 404 else self._json(response)
-            if order and not order.get("is_deleted"):
+            if isinstance(order, dict) and not order.get("is_deleted"):
                 found.append(self._with_lines(order))
         return found
 
     # ------------------------------------------------------------------ writing
     def update_customer(self, store_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-        """Update one customer. Raises connectors.errors.*."""
-        return self.update_customers([(store_id, fields)])[0]
+        """Update one customer; returns it as BigCommerce now has it.
+
+        Raises PermanentError (BigCommerce's error in ``details``) if it is refused, else as
+        :meth:`orders_page`.
+        """
+        result = self.update_customers([(store_id, fields)])[0]
+        if _refused(result):
+            error = result["error"]
+            raise PermanentError(
+                f"BigCommerce refused customer {store_id}: {error['message']}",
+                platform=PLATFORM,
+                status=int(error["code"]) if error["code"].isdigit() else None,
+                details=error.get("details"),
+            )
+        return result
 
     def update_customers(
         self, changes: Sequence[tuple[str, Mapping[str, Any]]]
     ) -> list[dict[str, Any]]:
-        """``PUT /v3/customers`` in batches of 10; the updated customers, in order. Raises
-        connectors.errors.* (PermanentError with BigCommerce's errors for a refused batch)."""
+        """``PUT /v3/customers`` in batches of WRITE_BATCH.
+
+        One result per change, in order: the customer as BigCommerce now has it, or
+        ``{"id": <id>, "error": {"code", "message", "details"}}`` for one it refused.
+        BigCommerce refuses a whole batch for one bad item (400/409/422), so a refused batch
+        is split in halves until only the bad items fail (PUT is idempotent: re-sending the
+        good ones is harmless).
+
+        Raises PermanentError for a refusal that is not about items (413 would be a bug here),
+        else as :meth:`orders_page`.
+        """
+        items = [(_id(i), dict(fields)) for i, fields in changes]
         results: list[dict[str, Any]] = []
-        for start in range(0, len(changes), WRITE_BATCH):
-            chunk = changes[start : start + WRITE_BATCH]
-            body = [{**dict(f), "id": int(i)} for i, f in chunk]
-            answer = self._json(self._call("PUT", "/v3/customers", body=body)) or {}
-            results.extend(answer.get("data") or [])
+        for start in range(0, len(items), WRITE_BATCH):
+            results.extend(self._put_customers(items[start : start + WRITE_BATCH]))
         return results
 
+    def _put_customers(self, chunk: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+        body = [{**fields, "id": customer_id} for customer_id, fields in chunk]
+        response = self._call("PUT", ENDPOINTS["customers"].path, body=body, ok=_PER_ITEM_STATUSES)
+        if response.status_code in _PER_ITEM_STATUSES:
+            if len(chunk) == 1:
+                error = _error_body(response)
+                return [
+                    {
+                        "id": chunk[0][0],
+                        "error": {
+                            "code": str(response.status_code),
+                            "message": _message(response),
+                            "details": error,
+                        },
+                    }
+                ]
+            middle = len(chunk) // 2
+            return self._put_customers(chunk[:middle]) + self._put_customers(chunk[middle:])
+        answer = self._json(response) or {}
+        by_id = {c.get("id"): c for c in answer.get("data") or [] if isinstance(c, dict)}
+        missing = {"code": "missing", "message": "BigCommerce returned no result for it"}
+        return [
+            by_id.get(customer_id) or {"id": customer_id, "error": missing}
+            for customer_id, _ in chunk
+        ]
+
+    def _hooks(self) -> list[dict[str, Any]]:
+        """Every hook of our token (only those are listed [BC-WH]): a handful at most."""
+
+        def fetch(page: int) -> Fetched:
+            response = self._call("GET", ENDPOINTS["hooks"].path, params={"page": page})
+            body = self._json(response) or {}
+            hooks = [h for h in body.get("data") or [] if isinstance(h, dict)]
+            # Without meta.pagination the answer is the whole list.
+            paged = bool((body.get("meta") or {}).get("pagination"))
+            return Fetched(hooks, last=not paged or _v3_last_page(body, page))
+
+        return _all_pages(fetch, 0)
+
     def ensure_webhooks(self, address: str, secret: str) -> list[dict[str, Any]]:
-        """Make sure every scope Tandem needs has an active hook to ``address`` that sends
-        ``secret`` in WEBHOOK_SECRET_HEADER; reactivates ours that BigCommerce deactivated.
-        Idempotent. Raises connectors.errors.*."""
-        body = self._json(self._call("GET", "/v3/hooks")) or {}
-        ours = {
-            h.get("scope"): h for h in body.get("data") or [] if h.get("destination") == address
-        }
+        """Make sure each of WEBHOOK_SCOPES has an active hook to ``address`` that sends
+        ``secret`` in WEBHOOK_SECRET_HEADER: creates the missing ones, and reactivates (or
+        re-keys) ours that BigCommerce deactivated after failed deliveries or 90 idle days
+        [BC-WH]. Idempotent: a second call changes nothing. Returns our hook per scope.
+
+        Raises PermanentError if BigCommerce refuses a hook (e.g. a destination not on https
+        port 443), else as :meth:`orders_page`.
+        """
+        ours = {h.get("scope"): h for h in self._hooks() if h.get("destination") == address}
+        wanted = {"is_active": True, "headers": {WEBHOOK_SECRET_HEADER: secret}}
         made = []
         for scope in WEBHOOK_SCOPES:
             hook = ours.get(scope)
-            wanted = {"is_active": True, "headers": {WEBHOOK_SECRET_HEADER: secret}}
             if hook is None:
-                answer = self._call(
-                    "POST", "/v3/hooks", body={"scope": scope, "destination": address, **wanted}
+                response = self._call(
+                    "POST",
+                    ENDPOINTS["hooks"].path,
+                    body={"scope": scope, "destination": address, **wanted},
                 )
-            elif not hook.get("is_active"):
-                answer = self._call("PUT", f"/v3/hooks/{hook['id']}", body=wanted)
+            elif (
+                not hook.get("is_active")
+                or (hook.get("headers") or {}).get(WEBHOOK_SECRET_HEADER) != secret
+            ):
+                path = ENDPOINTS["hook"].path.format(id=hook["id"])
+                response = self._call("PUT", path, body=wanted)
             else:
                 made.append(hook)
                 continue
-            data = (self._json(answer) or {}).get("data")
+            data = (self._json(response) or {}).get("data")
             if not isinstance(data, dict):
-                raise PermanentError(f"hook for {scope} was not created", platform=PLATFORM)
+                raise PermanentError(f"hook for {scope} was not saved", platform=PLATFORM)
             made.append(data)
         return made

@@ -28,6 +28,7 @@ import requests
 
 from connectors.errors import ConfigurationError, PermanentError, RetriableError
 from connectors.http import Action, HttpClient, Policy
+from connectors.pagination import Page
 
 PLATFORM = "shopify"
 
@@ -356,16 +357,6 @@ class BulkOperationInProgress(RetriableError):
 
 
 # --------------------------------------------------------------------------- results
-
-
-@dataclass
-class Page:
-    records: list[dict[str, Any]]
-    next_cursor: str | None
-    requested_cost: float | None
-    throttle: dict[str, float] | None
-    # Ids the platform reports as gone; Shopify deletes outright, so a list never has any.
-    removed: tuple[str, ...] = ()
 
 
 @dataclass

@@ -1,20 +1,28 @@
 """WooCommerce REST API v3 (``{site}/wp-json/wc/v3``), through the shared HTTP client.
 
-Facts: ``../shared/reference/api-storefronts.md`` §2 (sources WC-DOCS, WC-SRC, WCPY).
+Facts: ``reference/api-storefronts.md`` §2 (sources WC-DOCS, WC-SRC, WCPY, WP-PAG).
 - Auth: HTTP Basic with the consumer key and secret over HTTPS; over plain HTTP WooCommerce only
-  accepts OAuth 1.0a "one-legged" signatures, with a nonce it refuses to see twice
-  [WC-DOCS _authentication.md]. The ``woocommerce`` package's signer does the signing; it runs
-  per attempt (``requests`` auth hook), so a retry carries a fresh nonce and timestamp.
+  accepts OAuth 1.0a "one-legged" signatures, with a nonce it refuses to see twice and a
+  timestamp within 15 minutes [WC-DOCS _authentication.md]. The ``woocommerce`` package's
+  signer does the signing; it runs per attempt (a ``requests`` auth hook the HttpClient hands
+  to every attempt), so a retry carries a fresh nonce and timestamp.
 - Orders: ``modified_after`` + ``dates_are_gmt=true`` (without it the filter compares against
-  the site's local time), ``orderby=modified``, ascending, 100 per page (the maximum).
+  the site's local time), ``orderby=modified`` (in the source's enum though absent from the
+  published docs [WC-SRC class-wc-rest-crud-controller.php]), ascending, 100 per page (the
+  maximum). Only the ``*_gmt`` dates are read: the others are site-local without an offset.
 - Customers have no modification filter: a full scan by id, 100 per page; the engine's content
   compare makes an unchanged customer cost no CRM call, and webhooks carry the real-time path.
-- No rate limit in WooCommerce core; hosts and WAFs answer 429/503 with Retry-After.
+- Lists answer ``X-WP-Total`` and ``X-WP-TotalPages`` [WP-PAG]; a page past the last is ``[]``
+  or 400 ``rest_post_invalid_page_number`` (UNCONFIRMED which): both end a scan.
+- No rate limit in WooCommerce core [WC-DOCS _introduction.md]; hosts and WAFs answer 429/503
+  with Retry-After.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,17 +33,36 @@ from woocommerce.oauth import OAuth
 
 from connectors.errors import ConfigurationError, PermanentError
 from connectors.http import Action, HttpClient, Policy, retry_after_header
-from connectors.pagination import Page, live_then_removed, modified_window, page_numbers
+from connectors.pagination import (
+    Fetched,
+    Page,
+    live_then_removed,
+    modified_window,
+    page_numbers,
+)
 
 PLATFORM = "woocommerce"
 API_PATH = "/wp-json/wc/v3"
-PAGE_SIZE = 100  # per_page maximum [WC-DOCS _orders.md]
-BATCH_SIZE = 100  # create + update + delete per /batch call [WC-SRC class-wc-rest-controller.php]
-DOCS = {
-    "orders": "https://woocommerce.github.io/woocommerce-rest-api-docs/#list-all-orders",
-    "customers": "https://woocommerce.github.io/woocommerce-rest-api-docs/#list-all-customers",
-    "batch": "https://woocommerce.github.io/woocommerce-rest-api-docs/#batch-update-customers",
-    "webhooks": "https://woocommerce.github.io/woocommerce-rest-api-docs/#webhooks",
+PAGE_SIZE = 100  # per_page maximum [WC-DOCS _orders.md, _customers.md]
+# create + update + delete per /batch call; more is 413 [WC-SRC class-wc-rest-controller.php]
+BATCH_SIZE = 100
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    path: str
+    docs: str
+
+
+_DOCS = "https://woocommerce.github.io/woocommerce-rest-api-docs/"
+ENDPOINTS: Mapping[str, Endpoint] = {
+    "orders": Endpoint("/orders", _DOCS + "#list-all-orders"),
+    "order": Endpoint("/orders/{id}", _DOCS + "#retrieve-an-order"),
+    "customers": Endpoint("/customers", _DOCS + "#list-all-customers"),
+    "customer": Endpoint("/customers/{id}", _DOCS + "#retrieve-a-customer"),
+    "customers_batch": Endpoint("/customers/batch", _DOCS + "#batch-update-customers"),
+    "webhooks": Endpoint("/webhooks", _DOCS + "#list-all-webhooks"),
+    "webhook": Endpoint("/webhooks/{id}", _DOCS + "#update-a-webhook"),
 }
 WEBHOOK_TOPICS = (
     "customer.created",
@@ -43,11 +70,11 @@ WEBHOOK_TOPICS = (
     "customer.deleted",
     "order.created",
     "order.updated",
-    "order.deleted",
+    "order.deleted",  # fires on trashing [WC-SRC wc-webhook-functions.php]
     "order.restored",
 )
 # WordPress answers a page past the last with this error; some WooCommerce versions answer
-# [] instead (UNCONFIRMED which): both end a scan.
+# [] instead (UNCONFIRMED which) [WP-PAG]: both end a scan.
 _PAST_THE_END = "rest_post_invalid_page_number"
 
 
@@ -68,7 +95,12 @@ def normalise_site_url(value: str) -> str:
     return f"{parts.scheme}://{parts.netloc.lower()}{parts.path}"
 
 
+# --------------------------------------------------------------------------- errors
+
+
 def _error(response: requests.Response) -> dict[str, Any]:
+    """WooCommerce's error object ``{code, message, data: {status}}`` [WC-DOCS
+    _introduction.md "Errors"], or {}."""
     try:
         body = response.json()
     except ValueError:
@@ -77,11 +109,17 @@ def _error(response: requests.Response) -> dict[str, Any]:
 
 
 def _classify(response: requests.Response) -> Action | None:
-    code = _error(response).get("code")
-    if response.status_code == 400 and code == _PAST_THE_END:
-        return Action.SUCCESS  # the caller reads it as an empty page
-    # Keys revoked or lacking permission: retrying cannot help, an operator must act.
-    if response.status_code == 401 or code == "woocommerce_rest_cannot_view":
+    status, code = response.status_code, _error(response).get("code")
+    if status == 400 and code == _PAST_THE_END:
+        return Action.SUCCESS  # read as an empty last page
+    # 401 is a configuration error, not an expired token: WooCommerce keys never expire, so
+    # there is nothing to refresh. A 401 means the keys were revoked or mistyped, lack the
+    # permission, or (OAuth) the server clock is more than 15 minutes off; an operator must act.
+    if status == 401 or code == "woocommerce_rest_cannot_view":
+        return Action.CONFIG
+    # No REST route at all (a wrong site URL, WooCommerce deactivated, plain permalinks): a
+    # setup problem, never "this record is absent".
+    if status == 404 and code == "rest_no_route":
         return Action.CONFIG
     return None
 
@@ -95,6 +133,8 @@ def _message(response: requests.Response) -> str:
 
 WOOCOMMERCE_POLICY = Policy(
     platform=PLATFORM,
+    # 413: more than BATCH_SIZE items in one batch, a bug of ours (retrying cannot help).
+    # 503: hosts answer overload with it and a Retry-After, like a 429.
     statuses={413: Action.FAIL, 503: Action.RATE_LIMITED},
     classify=_classify,
     retry_after=retry_after_header,
@@ -102,22 +142,66 @@ WOOCOMMERCE_POLICY = Policy(
 )
 
 
+# --------------------------------------------------------------------------- OAuth 1.0a
+
+
+class _Signer(OAuth):
+    """The ``woocommerce`` package's signer with a 128-bit random nonce.
+
+    The package's own nonce is a hash of 8 random digits drawn from ``random`` (10^8
+    possibilities): a busy key would soon repeat one within WooCommerce's 15-minute window and
+    be refused; the docs recommend 32 characters [WC-DOCS _authentication.md].
+    """
+
+    @staticmethod
+    def generate_nonce() -> str:
+        return secrets.token_hex(16)
+
+
 class _OAuth1(requests.auth.AuthBase):
-    """OAuth 1.0a one-legged signing of the final URL (query included), done per attempt."""
+    """OAuth 1.0a one-legged signing, applied by ``requests`` to each prepared attempt.
+
+    It signs the final URL, query included (``requests`` has merged ``params`` into it before
+    auth runs), and appends the ``oauth_*`` parameters to that query: WooCommerce reads the
+    signature from the query string and verifies it over the request's own query parameters
+    [WC-DOCS _authentication.md]. The body is not signed. Query keys must be unique (the
+    signer keeps one value per key), which every request of this module respects.
+    """
 
     def __init__(self, key: str, secret: str) -> None:
         self.key, self.secret = key, secret
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.url = OAuth(
-            request.url, self.key, self.secret, version="wc/v3", method=request.method
-        ).get_oauth_url()
+        signer = _Signer(str(request.url), self.key, self.secret, version="wc/v3",
+                         method=request.method)  # fmt: skip
+        request.url = signer.get_oauth_url()
         return request
 
 
+# --------------------------------------------------------------------------- helpers
+
+
 def _gmt(raw: Mapping[str, Any], key: str) -> datetime:
+    """A ``*_gmt`` date (ISO-8601 without an offset, in UTC) as an aware datetime; the creation
+    date stands in for a record never modified."""
     value = raw.get(key) or raw.get("date_created_gmt")
+    if not value:
+        raise PermanentError(f"record {raw.get('id')} has no {key}", platform=PLATFORM)
     return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+
+
+def _total_pages(response: requests.Response) -> int | None:
+    try:
+        return int(response.headers["X-WP-TotalPages"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _id(value: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise PermanentError(f"{value!r} is not a WooCommerce id", platform=PLATFORM) from None
 
 
 class WooCommerceConnector:
@@ -125,7 +209,7 @@ class WooCommerceConnector:
 
     platform = PLATFORM
     bulk_backfill = False  # no bulk export: backfills page through the list endpoints
-    customers_incremental = False
+    customers_incremental = False  # no modification filter on /customers
 
     def __init__(
         self,
@@ -147,6 +231,7 @@ class WooCommerceConnector:
                 consumer_key, consumer_secret
             )
         else:
+            # The HttpClient refuses plain http except to the local sandbox.
             self._auth = _OAuth1(consumer_key, consumer_secret)
 
     # ------------------------------------------------------------------ plumbing
@@ -169,27 +254,52 @@ class WooCommerceConnector:
             ok=ok,
         )
 
-    def _list(self, path: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    @staticmethod
+    def _json(response: requests.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            # An HTML page where the REST API should answer: a caching or security plugin, or
+            # a site URL that is not the WordPress root. Retrying cannot help.
+            raise ConfigurationError(
+                f"{response.url and urlsplit(response.url).path} did not answer JSON; is the "
+                "site URL the WordPress address, with the REST API reachable?",
+                platform=PLATFORM,
+                status=response.status_code,
+            ) from None
+
+    def _list(self, path: str, params: Mapping[str, Any]) -> Fetched:
         response = self._call("GET", path, params=params)
         if response.status_code == 400:  # past the last page (see _classify)
-            return []
-        body = response.json()
+            return Fetched([], last=True)
+        body = self._json(response)
         if not isinstance(body, list):
             raise PermanentError(f"GET {path} did not answer a list", platform=PLATFORM)
-        return body
+        total = _total_pages(response)
+        return Fetched(body, last=total is not None and int(params.get("page", 1)) >= total)
+
+    def _get(self, path: str) -> dict[str, Any] | None:
+        response = self._call("GET", path, ok=(404,))
+        if response.status_code == 404:  # woocommerce_rest_*invalid_id: no such record
+            return None
+        body = self._json(response)
+        return body if isinstance(body, dict) else None
 
     # ------------------------------------------------------------------ reading
     def orders_page(self, *, updated_since: datetime | None, cursor: str | None) -> Page:
-        """Orders modified since ``updated_since`` (all if None), oldest change first; then
-        the orders trashed in that window, as ``Page.removed``.
+        """Orders modified since ``updated_since`` (all if None; timezone-aware), oldest
+        change first; then the orders trashed in that window, as ``Page.removed``.
 
         ``status=any`` leaves the trash out, and the order.deleted webhook that announces a
         trashing is never retried [WC-SRC class-wc-webhook.php], so polling reads the trash
-        too: a lost webhook must not hide a deletion. Raises connectors.errors.*.
+        too: a lost webhook must not hide a deletion.
+
+        Raises RetriableError / RateLimitedError (host errors, 429/503), ConfigurationError
+        (401, no REST route, not JSON), PermanentError (other refusals, a pagination loop).
         """
 
         def read(trash: bool, window: str | None) -> tuple[list[dict[str, Any]], str | None]:
-            def fetch(since: datetime | None, page: int) -> list[dict[str, Any]]:
+            def fetch(since: datetime | None, page: int) -> Fetched:
                 params: dict[str, Any] = {
                     "per_page": PAGE_SIZE,
                     "page": page,
@@ -200,7 +310,7 @@ class WooCommerceConnector:
                 }
                 if since is not None:
                     params["modified_after"] = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-                return self._list("/orders", params)
+                return self._list(ENDPOINTS["orders"].path, params)
 
             return modified_window(
                 fetch,
@@ -208,7 +318,6 @@ class WooCommerceConnector:
                 updated_since=updated_since,
                 page_size=PAGE_SIZE,
                 stamp=lambda raw: _gmt(raw, "date_modified_gmt"),
-                key=lambda raw: str(raw["id"]),
                 platform=PLATFORM,
             )
 
@@ -216,12 +325,13 @@ class WooCommerceConnector:
         return Page(live, following, removed=tuple(str(r["id"]) for r in trashed))
 
     def customers_page(self, *, updated_since: datetime | None, cursor: str | None) -> Page:
-        """Every customer, by id (``updated_since`` cannot be honoured: no such filter).
+        """Every customer of ``customer_role``, by id. ``updated_since`` is ignored: WooCommerce
+        has no such filter for customers [WC-DOCS _customers.md].
 
-        Raises connectors.errors.*.
+        Raises as :meth:`orders_page`.
         """
 
-        def fetch(page: int) -> list[dict[str, Any]]:
+        def fetch(page: int) -> Fetched:
             params = {
                 "per_page": PAGE_SIZE,
                 "page": page,
@@ -229,58 +339,88 @@ class WooCommerceConnector:
                 "order": "asc",
                 "role": self.customer_role,
             }
-            return self._list("/customers", params)
+            return self._list(ENDPOINTS["customers"].path, params)
 
-        records, cursor = page_numbers(fetch, cursor=cursor, page_size=PAGE_SIZE, platform=PLATFORM)
-        return Page(records, cursor)
-
-    def _get(self, path: str) -> dict[str, Any] | None:
-        response = self._call("GET", path, ok=(404,))
-        if response.status_code == 404:
-            return None
-        return response.json()
+        records, following = page_numbers(
+            fetch, cursor=cursor, page_size=PAGE_SIZE, platform=PLATFORM
+        )
+        return Page(records, following)
 
     def get_customers(self, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The customers of ``ids`` that exist. Raises connectors.errors.*."""
-        found = (self._get(f"/customers/{int(i)}") for i in ids)
+        """The customers of ``ids`` that exist (a 404 is absent), in the order asked.
+
+        Raises PermanentError for an id that is not a number, else as :meth:`orders_page`.
+        """
+        found = (self._get(ENDPOINTS["customer"].path.format(id=_id(i))) for i in ids)
         return [c for c in found if c is not None]
 
     def get_orders(self, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The orders of ``ids`` that exist and are not in the trash. Raises connectors.errors.*."""
-        found = (self._get(f"/orders/{int(i)}") for i in ids)
+        """The orders of ``ids`` that exist and are not in the trash, in the order asked.
+
+        Raises PermanentError for an id that is not a number, else as :meth:`orders_page`.
+        """
+        found = (self._get(ENDPOINTS["order"].path.format(id=_id(i))) for i in ids)
         return [o for o in found if o is not None and o.get("status") != "trash"]
 
     # ------------------------------------------------------------------ writing
     def update_customer(self, store_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-        """PUT a partial customer. Raises connectors.errors.*."""
-        return self._call("PUT", f"/customers/{int(store_id)}", body=dict(fields)).json()
+        """PUT a partial customer; returns it as WooCommerce now has it.
+
+        Raises PermanentError (WooCommerce's ``{code, message}`` in ``details``: an unknown id,
+        an invalid field), else as :meth:`orders_page`.
+        """
+        path = ENDPOINTS["customer"].path.format(id=_id(store_id))
+        return self._json(self._call("PUT", path, body=dict(fields)))
 
     def update_customers(
         self, changes: Sequence[tuple[str, Mapping[str, Any]]]
     ) -> list[dict[str, Any]]:
-        """Batch updates, 100 per call; one result per change, in order: the customer, or
-        ``{"id", "error": {code, message}}`` for one WooCommerce refused. Raises
-        connectors.errors.* for a call that failed as a whole."""
+        """Partial updates through ``/customers/batch``, BATCH_SIZE per call.
+
+        One result per change, in order: the customer as WooCommerce now has it, or
+        ``{"id": <id>, "error": {"code", "message", "data"}}`` for one WooCommerce refused
+        (the batch answers per item [WC-SRC class-wc-rest-controller.php batch_items]).
+
+        Raises PermanentError for a call refused as a whole (413 would be a bug here), else as
+        :meth:`orders_page`.
+        """
         results: list[dict[str, Any]] = []
         for start in range(0, len(changes), BATCH_SIZE):
             chunk = changes[start : start + BATCH_SIZE]
-            body = {"update": [{**dict(f), "id": int(i)} for i, f in chunk]}
-            answer = self._call("POST", "/customers/batch", body=body).json()
-            results.extend(answer.get("update") or [])
+            body = {"update": [{**dict(fields), "id": _id(i)} for i, fields in chunk]}
+            answer = self._json(self._call("POST", ENDPOINTS["customers_batch"].path, body=body))
+            items = answer.get("update") if isinstance(answer, dict) else None
+            if not isinstance(items, list) or len(items) != len(chunk):
+                raise PermanentError(
+                    "the customers batch did not answer one result per update",
+                    platform=PLATFORM,
+                    details=answer,
+                )
+            results.extend(items)
         return results
 
     def ensure_webhooks(self, address: str, secret: str) -> list[dict[str, Any]]:
-        """Make sure every topic Tandem needs has an active webhook to ``address`` signed with
-        ``secret``; creates the missing ones and reactivates ours that WooCommerce disabled
-        after repeated failures. Idempotent. Raises connectors.errors.*."""
+        """Make sure each of WEBHOOK_TOPICS has a webhook to ``address`` signed with
+        ``secret``: creates the missing ones (active) and reactivates ours that WooCommerce
+        disabled after repeated failed deliveries [WC-SRC class-wc-webhook.php]. A webhook the
+        merchant paused stays paused (polling covers it). Idempotent: a second call changes
+        nothing. Returns our webhook per topic.
+
+        Raises as :meth:`update_customer`.
+        """
+
+        def fetch(page: int) -> Fetched:
+            return self._list(ENDPOINTS["webhooks"].path, {"per_page": PAGE_SIZE, "page": page})
+
         existing: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            batch = self._list("/webhooks", {"per_page": PAGE_SIZE, "page": page})
-            existing.extend(batch)
-            if len(batch) < PAGE_SIZE:
+        cursor = None
+        while True:  # a site has few webhooks: a page or two
+            records, cursor = page_numbers(
+                fetch, cursor=cursor, page_size=PAGE_SIZE, platform=PLATFORM
+            )
+            existing.extend(records)
+            if cursor is None:
                 break
-            page += 1
         ours = {w.get("topic"): w for w in existing if w.get("delivery_url") == address}
         made = []
         for topic in WEBHOOK_TOPICS:
@@ -293,11 +433,13 @@ class WooCommerceConnector:
                     "secret": secret,
                     "status": "active",
                 }
-                hook = self._call("POST", "/webhooks", body=body).json()
-            elif hook.get("status") != "active":
-                # The secret is set again too: a reactivated hook must sign with ours.
-                hook = self._call(
-                    "PUT", f"/webhooks/{hook['id']}", body={"status": "active", "secret": secret}
-                ).json()
+                hook = self._json(self._call("POST", ENDPOINTS["webhooks"].path, body=body))
+            elif hook.get("status") == "disabled":
+                # The secret is set again too: WooCommerce does not show it back (it is in the
+                # edit context only), so a reactivated hook must be told ours.
+                path = ENDPOINTS["webhook"].path.format(id=hook["id"])
+                hook = self._json(
+                    self._call("PUT", path, body={"status": "active", "secret": secret})
+                )
             made.append(hook)
         return made

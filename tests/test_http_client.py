@@ -8,6 +8,8 @@ import threading
 import time
 
 import pytest
+import requests
+import requests.auth
 from flask import Flask, Response, request
 
 from connectors.errors import (
@@ -99,6 +101,27 @@ def test_a_long_retry_after_is_handed_to_the_job_not_slept(server):
     assert caught.value.retry_after == pytest.approx(3600)
     assert caught.value.policy == "DAILY"
     assert slept == [] and len(script.seen) == 1
+
+
+class CountingAuth(requests.auth.AuthBase):
+    """Stamps each prepared attempt with its own number, as a per-request signature would."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, prepared: requests.PreparedRequest) -> requests.PreparedRequest:
+        self.calls += 1
+        prepared.headers["X-Attempt-Signature"] = f"sig-{self.calls}"
+        return prepared
+
+
+def test_auth_signs_every_attempt_afresh(server):
+    script, url = server
+    script.answers = [(503, {}, "{}"), (200, {}, "{}")]
+    http, _ = client()
+    auth = CountingAuth()
+    http.request("GET", f"{url}/x", auth=auth)
+    assert [s["headers"].get("X-Attempt-Signature") for s in script.seen] == ["sig-1", "sig-2"]
 
 
 @pytest.mark.parametrize(
