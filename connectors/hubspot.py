@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 
+from connectors.crm import WriteResult
 from connectors.errors import PermanentError
 from connectors.http import Action, HttpClient, Policy
 
@@ -43,6 +44,11 @@ DEFAULT_MODIFIED_PROPERTY = "hs_lastmodifieddate"
 # Tandem's own properties live in one group, so a HubSpot admin can tell where they came from
 # (https://developers.hubspot.com/docs/api/crm/properties, "Property groups").
 PROPERTY_GROUP = {"name": "tandem", "label": "Tandem"}
+
+# Association type ids (HUBSPOT_DEFINED), from
+# https://developers.hubspot.com/docs/api-reference/latest/crm/associations/associate-records/guide
+DEAL_TO_CONTACT = 3
+LINE_ITEM_TO_DEAL = 20
 
 
 @dataclass(frozen=True)
@@ -177,19 +183,6 @@ HUBSPOT_POLICY = hubspot_policy()
 # --------------------------------------------------------------------------- results
 
 
-@dataclass(frozen=True)
-class WriteResult:
-    """The outcome for one input, in input order. ``details`` is HubSpot's error (a dict with
-    ``category``, ``message``, ...), kept verbatim for the dead letter."""
-
-    key: str
-    ok: bool
-    id: str | None = None
-    created: bool | None = None
-    error: str | None = None
-    details: object = None
-
-
 _EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
 
 
@@ -203,7 +196,14 @@ def existing_id(message: str | None) -> str | None:
 def _failure(key: str, error: Mapping) -> WriteResult:
     message = str(error.get("message") or error.get("category") or "rejected by HubSpot")
     conflict_id = existing_id(message) if error.get("category") == "CONFLICT" else None
-    return WriteResult(key=key, ok=False, id=conflict_id, error=message, details=dict(error))
+    return WriteResult(
+        key=key,
+        ok=False,
+        id=conflict_id,
+        error=message,
+        details=dict(error),
+        not_found=error.get("category") == "OBJECT_NOT_FOUND",
+    )
 
 
 @dataclass
@@ -414,6 +414,14 @@ class HubSpotConnector:
         )
         return [by_key[_pair_key(a, b)] for a, b in pairs]
 
+    def link_orders_to_contacts(self, pairs: Sequence[tuple[str, str]]) -> list[WriteResult]:
+        """Associate each (deal id, contact id) pair: deal->contact, type 3 (HS-ASSOC)."""
+        return self.associate("deals", "contacts", pairs, DEAL_TO_CONTACT)
+
+    def link_line_items_to_orders(self, pairs: Sequence[tuple[str, str]]) -> list[WriteResult]:
+        """Associate each (line item id, deal id) pair: line item->deal, type 20 (HS-ASSOC)."""
+        return self.associate("line_items", "deals", pairs, LINE_ITEM_TO_DEAL)
+
     # ----------------------------------------------------------------- batch machinery
 
     def _write_all(
@@ -548,7 +556,7 @@ class HubSpotConnector:
                 )
             previous = params["after"] = str(after)
 
-    def search_modified_since(
+    def changed_since(
         self, object_type: str, since: datetime, properties: Sequence[str]
     ) -> Iterator[dict]:
         """Records modified at or after ``since`` (naive means UTC), oldest change first.
@@ -625,6 +633,7 @@ def _rekey(result: WriteResult, key: str) -> WriteResult:
         created=result.created,
         error=result.error,
         details=result.details,
+        not_found=result.not_found,
     )
 
 

@@ -5,7 +5,16 @@ No I/O, no clock, no configuration; nothing else of Tandem's is imported here.
 
 from __future__ import annotations
 
-from mapping import hubspot, shopify
+from mapping import hubspot, salesforce, shopify, zoho
+from mapping.crm import (
+    CANCELLED,
+    CrmSchema,
+    apply_stage_overrides,
+    line_item_external_id,
+    order_external_id,
+    render_json,
+    stage_key,
+)
 from mapping.currency import CURRENCIES, exponent
 from mapping.fieldmap import (
     DEFAULT_CONTACT_FIELDS,
@@ -18,22 +27,17 @@ from mapping.fieldmap import (
     source_paths,
 )
 from mapping.hubspot import (
-    CANCELLED,
     CUSTOM_PROPERTIES,
     DEFAULT_PIPELINE,
     DEFAULT_STAGE_MAP,
     PROPERTY_GROUP,
     PropertyDefinition,
-    apply_stage_overrides,
     contact_properties,
     deal_properties,
     deal_stage,
-    line_item_external_id,
     line_item_properties,
-    order_external_id,
     property_group_payload,
     render,
-    stage_key,
 )
 from mapping.models import (
     Address,
@@ -62,8 +66,16 @@ from mapping.shopify import (
     order_from_rest,
 )
 
+# Every CRM Tandem writes to, by platform name.
+CRM_SCHEMAS: dict[str, CrmSchema] = {
+    "hubspot": hubspot.SCHEMA,
+    "zoho": zoho.SCHEMA,
+    "salesforce": salesforce.SCHEMA,
+}
+
 __all__ = [
     "CANCELLED",
+    "CRM_SCHEMAS",
     "CURRENCIES",
     "CUSTOM_PROPERTIES",
     "DEFAULT_CONTACT_FIELDS",
@@ -75,6 +87,7 @@ __all__ = [
     "PROPERTY_GROUP",
     "Address",
     "ConsentState",
+    "CrmSchema",
     "Customer",
     "FieldMap",
     "FieldMapError",
@@ -107,8 +120,11 @@ __all__ = [
     "order_from_rest",
     "property_group_payload",
     "render",
+    "render_json",
+    "salesforce",
     "shopify",
     "source_paths",
     "stage_key",
     "to_utc",
+    "zoho",
 ]

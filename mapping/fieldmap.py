@@ -12,11 +12,13 @@ A source path is a dotted canonical attribute path ending at a single value, e.g
 On top of these, ``derived.*`` values that no single attribute holds:
 
 contact   derived.street_address  default address line1 and line2, joined by ", "
+          derived.last_name_required  the last name, or "[not provided]" (CRMs that require one)
 deal      derived.deal_name       "Order #1001 · <store name>"
           derived.deal_stage      CRM stage for the order (cancelled, else by financial status)
           derived.pipeline        the connection's pipeline id
           derived.external_id     "<store_key>:order:<id>", the deal's unique upsert key
           derived.close_date      processed_at, else created_at
+          derived.close_day       the same as a calendar date in UTC (date-only CRM fields)
 line_item derived.name            "<title> - <variant title>" (or just the title)
           derived.external_id     "<store_key>:line_item:<id>", the line item's upsert key
           derived.unit_discount   per-unit discount: (unit price x quantity - total) / quantity
@@ -44,13 +46,14 @@ ENTITIES = ("contact", "deal", "line_item")
 
 DERIVED: Mapping[str, tuple[str, ...]] = types.MappingProxyType(
     {
-        "contact": ("derived.street_address",),
+        "contact": ("derived.street_address", "derived.last_name_required"),
         "deal": (
             "derived.deal_name",
             "derived.deal_stage",
             "derived.pipeline",
             "derived.external_id",
             "derived.close_date",
+            "derived.close_day",
         ),
         "line_item": ("derived.name", "derived.external_id", "derived.unit_discount"),
     }
@@ -98,13 +101,15 @@ _SOURCE_PATHS: Mapping[str, frozenset[str]] = types.MappingProxyType(
     }
 )
 
-# HubSpot internal property names: a letter, then letters, digits and underscores.
-# https://developers.hubspot.com/docs/api/crm/properties
+# Internal field names: a letter, then letters, digits and underscores. HubSpot's property
+# names (https://developers.hubspot.com/docs/api/crm/properties), Zoho's API names
+# ("Tandem_Order_Id") and Salesforce's ("Tandem_Order_Id__c") all have this shape.
 _PROPERTY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
+# HubSpot's rules, the defaults of apply_overrides (each CRM's schema passes its own).
 # Properties an override may not drop: HubSpot requires them on create (deals need dealname,
 # dealstage and pipeline: https://developers.hubspot.com/docs/api-reference/latest/crm/objects/deals/guide).
-_REQUIRED: Mapping[str, frozenset[str]] = types.MappingProxyType(
+HUBSPOT_REQUIRED: Mapping[str, frozenset[str]] = types.MappingProxyType(
     {
         "contact": frozenset(),
         "deal": frozenset({"dealname", "dealstage", "pipeline"}),
@@ -113,7 +118,7 @@ _REQUIRED: Mapping[str, frozenset[str]] = types.MappingProxyType(
 )
 # Properties an override may not touch at all: the keys writes are upserted by. Changing one
 # would make the next write miss the record it wrote before and create a duplicate.
-_FIXED: Mapping[str, Mapping[str, str]] = types.MappingProxyType(
+HUBSPOT_KEYS: Mapping[str, Mapping[str, str]] = types.MappingProxyType(
     {
         "contact": {"email": "email"},
         "deal": {"tandem_order_id": "derived.external_id"},
@@ -196,30 +201,41 @@ class FieldMap(Mapping[str, str]):
         return f"FieldMap({self._entity!r}, {self._fields!r})"
 
 
-def apply_overrides(base: FieldMap, overrides: Mapping[str, str | None]) -> FieldMap:
+def apply_overrides(
+    base: FieldMap,
+    overrides: Mapping[str, str | None],
+    *,
+    required: frozenset[str] | None = None,
+    fixed: Mapping[str, str] | None = None,
+    crm: str = "HubSpot",
+) -> FieldMap:
     """A new FieldMap: ``base`` with per-connection overrides applied.
 
     ``{"property": "source.path"}`` maps a property (new, or replacing its default source);
     ``{"property": None}`` drops a default mapping (dropping an absent one is a no-op).
+    ``required`` (properties the CRM needs on create) and ``fixed`` (the upsert keys and the
+    paths they always hold) default to HubSpot's; ``crm`` names the CRM in messages.
 
     Raises:
         FieldMapError: an invalid property name, an unknown source path (the message lists the
-            valid ones), dropping a property HubSpot requires, or changing an upsert key.
+            valid ones), dropping a property the CRM requires, or changing an upsert key.
     """
     entity = base.entity
+    required = HUBSPOT_REQUIRED[entity] if required is None else required
+    fixed_paths = HUBSPOT_KEYS[entity] if fixed is None else fixed
     fields = dict(base)
     for prop, path in overrides.items():
         _check_property(entity, prop)
-        fixed = _FIXED[entity].get(prop)
-        if fixed is not None and path != fixed:
+        key_path = fixed_paths.get(prop)
+        if key_path is not None and path != key_path:
             raise FieldMapError(
                 f"{entity} property {prop!r} is the key Tandem upserts by and cannot be "
-                f"overridden (it always holds {fixed!r})"
+                f"overridden (it always holds {key_path!r})"
             )
         if path is None:
-            if prop in _REQUIRED[entity]:
+            if prop in required:
                 raise FieldMapError(
-                    f"{entity} property {prop!r} is required by the CRM and cannot be dropped"
+                    f"{entity} property {prop!r} is required by {crm} and cannot be dropped"
                 )
             fields.pop(prop, None)
             continue

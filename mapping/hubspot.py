@@ -9,26 +9,37 @@ value here is rendered to one:
 - datetime -> ISO-8601 UTC to the second, "2024-03-01T10:00:00Z",
 - bool -> "true" / "false", enums -> their value, tags -> "a, b".
 
-A Customer field the source payload did not carry (``Customer.missing``) is left out of the
-properties altogether, so the write leaves HubSpot's value alone instead of clearing it.
+- date -> "2024-03-01".
+
+The values themselves (deal name, stage, external ids, ...) come from ``mapping.crm``, as for
+every CRM; this module adds HubSpot's rendering, stage ids, custom properties and schema.
 """
 
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from mapping import crm
+from mapping.crm import (
+    CrmSchema,
+    contact_fields,
+    line_item_fields,
+    order_fields,
+    stage_map,
+)
 from mapping.fieldmap import (
     DEFAULT_CONTACT_FIELDS,
     DEFAULT_DEAL_FIELDS,
     DEFAULT_LINE_ITEM_FIELDS,
+    HUBSPOT_KEYS,
+    HUBSPOT_REQUIRED,
     FieldMap,
-    FieldMapError,
 )
 from mapping.models import (
     ConsentState,
@@ -38,58 +49,14 @@ from mapping.models import (
     LineItem,
     Order,
 )
-from mapping.normalise import money
-
-# The stage key of an order that was cancelled, whatever its financial status.
-CANCELLED = "cancelled"
 
 DEFAULT_PIPELINE = "default"
 
 # Stage ids of HubSpot's default sales pipeline ("default"):
 # https://developers.hubspot.com/docs/api-reference/latest/crm/objects/deals/guide
-DEFAULT_STAGE_MAP: Mapping[str, str] = types.MappingProxyType(
-    {
-        FinancialStatus.pending: "contractsent",
-        FinancialStatus.authorized: "contractsent",
-        FinancialStatus.partially_paid: "contractsent",
-        FinancialStatus.paid: "closedwon",
-        FinancialStatus.partially_refunded: "closedwon",
-        FinancialStatus.refunded: "closedlost",
-        FinancialStatus.voided: "closedlost",
-        FinancialStatus.expired: "closedlost",
-        FinancialStatus.unknown: "appointmentscheduled",
-        CANCELLED: "closedlost",
-    }
+DEFAULT_STAGE_MAP = stage_map(
+    open_stage="contractsent", won="closedwon", lost="closedlost", unknown="appointmentscheduled"
 )
-
-
-def stage_key(value: str) -> str:
-    """The stage-map key for a configured name: a FinancialStatus value or ``"cancelled"``.
-
-    Raises:
-        FieldMapError: any other name (the message lists the valid ones).
-    """
-    if value == CANCELLED:
-        return CANCELLED
-    try:
-        return FinancialStatus(value)
-    except ValueError:
-        valid = ", ".join([*FinancialStatus, CANCELLED])
-        raise FieldMapError(f"unknown stage-map key {value!r}; valid keys: {valid}") from None
-
-
-def apply_stage_overrides(base: Mapping[str, str], overrides: Mapping[str, str]) -> dict[str, str]:
-    """``base`` with a connection's ``{key: stage_id}`` overrides applied (keys as stage_key).
-
-    Raises:
-        FieldMapError: an unknown key or an empty stage id.
-    """
-    stages = dict(base)
-    for key, stage in overrides.items():
-        if not isinstance(stage, str) or not stage.strip():
-            raise FieldMapError(f"stage for {key!r} must be a HubSpot stage id, got {stage!r}")
-        stages[stage_key(key)] = stage.strip()
-    return stages
 
 
 # ---------------------------------------------------------------------------------- rendering
@@ -119,58 +86,11 @@ def render(value: Any) -> str:
         if value.tzinfo is None:
             raise ValueError(f"refusing to guess the timezone of {value!r}")
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, date):
+        return value.isoformat()
     if isinstance(value, tuple) and all(isinstance(item, str) for item in value):
         return ", ".join(value)
     raise TypeError(f"cannot render {type(value).__name__} as a HubSpot property value")
-
-
-def _resolve(root: Any, path: str) -> Any:
-    value = root
-    for part in path.split("."):
-        if value is None:
-            return None
-        value = getattr(value, part)
-    return value
-
-
-def _is_missing(path: str, missing: tuple[str, ...], depends_on: Mapping[str, str]) -> bool:
-    path = depends_on.get(path, path)
-    return any(path == gap or path.startswith(f"{gap}.") for gap in missing)
-
-
-def _properties(
-    root: Any,
-    fields: FieldMap,
-    entity: str,
-    derived: Mapping[str, Callable[[], Any]],
-    skip: Callable[[str], bool] = lambda path: False,
-) -> dict[str, str]:
-    if fields.entity != entity:
-        raise FieldMapError(f"expected a {entity} field map, got one for {fields.entity}")
-    properties: dict[str, str] = {}
-    for prop, path in fields.items():
-        if skip(path):
-            continue
-        value = derived[path]() if path in derived else _resolve(root, path)
-        properties[prop] = render(value)
-    return properties
-
-
-def _require_store_key(store_key: str) -> None:
-    if not store_key:
-        raise ValueError("store_key is required: it prefixes Tandem's external ids")
-
-
-# ---------------------------------------------------------------------------------- contacts
-
-_CONTACT_DEPENDS_ON = {"derived.street_address": "default_address"}
-
-
-def _street_address(customer: Customer) -> str | None:
-    address = customer.default_address
-    if address is None:
-        return None
-    return ", ".join(line for line in (address.line1, address.line2) if line) or None
 
 
 def contact_properties(
@@ -181,35 +101,12 @@ def contact_properties(
     Raises:
         FieldMapError: ``fields`` is not a contact field map.
     """
-    return _properties(
-        customer,
-        fields,
-        "contact",
-        {"derived.street_address": lambda: _street_address(customer)},
-        skip=lambda path: _is_missing(path, customer.missing, _CONTACT_DEPENDS_ON),
-    )
-
-
-# ---------------------------------------------------------------------------------- deals
-
-
-def order_external_id(store_key: str, order: Order) -> str:
-    """The deal's unique upsert key: ``"<store_key>:order:<source_id>"``."""
-    _require_store_key(store_key)
-    return f"{store_key}:order:{order.source_id}"
+    return contact_fields(customer, fields, render=render)
 
 
 def deal_stage(order: Order, stage_map: Mapping[str, str] = DEFAULT_STAGE_MAP) -> str:
-    """The HubSpot stage id for ``order``: a cancelled order is "cancelled", else by status.
-
-    Raises:
-        FieldMapError: the stage map has no stage for the order's key.
-    """
-    key = CANCELLED if order.cancelled_at is not None else order.financial_status
-    try:
-        return stage_map[key]
-    except KeyError:
-        raise FieldMapError(f"the stage map has no stage for {str(key)!r}") from None
+    """The HubSpot stage id for ``order`` (see :func:`mapping.crm.deal_stage`)."""
+    return crm.deal_stage(order, stage_map)
 
 
 def deal_properties(
@@ -221,61 +118,21 @@ def deal_properties(
     pipeline: str = DEFAULT_PIPELINE,
     fields: FieldMap = DEFAULT_DEAL_FIELDS,
 ) -> dict[str, str]:
-    """HubSpot deal properties for ``order``.
-
-    ``store_key`` (e.g. "shopify:acme.myshopify.com") prefixes the external id; ``store_name``
-    ends the deal name.
+    """HubSpot deal properties for ``order`` (see :func:`mapping.crm.order_fields`).
 
     Raises:
         FieldMapError: ``fields`` is not a deal field map, or the stage map lacks the order's key.
         ValueError: empty ``store_key``.
     """
-    _require_store_key(store_key)
-    deal_name = f"Order {order.name or order.source_id}"
-    if store_name:
-        deal_name = f"{deal_name} · {store_name}"
-    derived: dict[str, Callable[[], Any]] = {
-        "derived.deal_name": lambda: deal_name,
-        "derived.deal_stage": lambda: deal_stage(order, stage_map),
-        "derived.pipeline": lambda: pipeline,
-        "derived.external_id": lambda: order_external_id(store_key, order),
-        "derived.close_date": lambda: order.processed_at or order.created_at,
-    }
-    return _properties(order, fields, "deal", derived)
-
-
-# ---------------------------------------------------------------------------------- line items
-
-
-def line_item_external_id(store_key: str, item: LineItem) -> str:
-    """The line item's unique upsert key: ``"<store_key>:line_item:<source_id>"``."""
-    _require_store_key(store_key)
-    return f"{store_key}:line_item:{item.source_id}"
-
-
-def _line_name(item: LineItem) -> str | None:
-    parts = [part for part in (item.title, item.variant_title) if part]
-    return " - ".join(parts) or None
-
-
-def _unit_discount(item: LineItem) -> Decimal:
-    """Per-unit discount, rounded half-to-even to the currency; never negative."""
-    if item.quantity <= 0:
-        return money(0, item.unit_price.currency).amount
-    gross = item.unit_price.amount * item.quantity
-    per_unit = max(gross - item.total.amount, Decimal(0)) / item.quantity
-    return money(per_unit, item.unit_price.currency).amount
-
-
-class _LineItemView:
-    """What line-item paths resolve against: the item's attributes plus ``order``."""
-
-    def __init__(self, item: LineItem, order: Order) -> None:
-        self._item = item
-        self.order = order
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._item, name)
+    return order_fields(
+        order,
+        fields,
+        store_key=store_key,
+        store_name=store_name,
+        stage_map=stage_map,
+        pipeline=pipeline,
+        render=render,
+    )
 
 
 def line_item_properties(
@@ -287,13 +144,7 @@ def line_item_properties(
         FieldMapError: ``fields`` is not a line-item field map.
         ValueError: empty ``store_key``.
     """
-    _require_store_key(store_key)
-    derived: dict[str, Callable[[], Any]] = {
-        "derived.name": lambda: _line_name(item),
-        "derived.external_id": lambda: line_item_external_id(store_key, item),
-        "derived.unit_discount": lambda: _unit_discount(item),
-    }
-    return _properties(_LineItemView(item, order), fields, "line_item", derived)
+    return line_item_fields(item, order, fields, store_key=store_key, render=render)
 
 
 # ---------------------------------------------------------------------------------- schema
@@ -437,4 +288,29 @@ CUSTOM_PROPERTIES: Mapping[str, tuple[PropertyDefinition, ...]] = types.MappingP
             ),
         ),
     }
+)
+
+
+SCHEMA = CrmSchema(
+    platform="hubspot",
+    title="HubSpot",
+    contact_object="contacts",
+    order_object="deals",
+    line_item_object="line_items",
+    email_field="email",
+    first_name_field="firstname",
+    last_name_field="lastname",
+    order_key="tandem_order_id",
+    line_item_key="tandem_line_item_id",
+    contact_fields=DEFAULT_CONTACT_FIELDS,
+    order_fields=DEFAULT_DEAL_FIELDS,
+    line_item_fields=DEFAULT_LINE_ITEM_FIELDS,
+    stage_map=DEFAULT_STAGE_MAP,
+    pipeline=DEFAULT_PIPELINE,
+    render=render,
+    required=HUBSPOT_REQUIRED,
+    fixed=HUBSPOT_KEYS,
+    custom_fields=types.MappingProxyType(
+        {kind: tuple(d.name for d in defs) for kind, defs in CUSTOM_PROPERTIES.items()}
+    ),
 )

@@ -4,6 +4,11 @@ The engine receives canonical records (mapping has already run) and does, per pa
 drop what is stale or unchanged (no API call), write the rest in the CRM's largest batches as
 idempotent upserts, then record links and the written fingerprint once the CRM confirmed.
 A record the CRM refuses becomes a dead letter with the CRM's reason; the others proceed.
+
+The same steps serve every CRM. What differs is the connection's ``CrmSchema`` (objects, field
+names, how an order names its buyer) and the connector behind the :class:`CrmWriter` methods:
+HubSpot gets deals, line items and associations; Zoho CRM deals whose ``Contact_Name`` lookup
+names the buyer; Salesforce opportunities linked by contact roles.
 """
 
 from __future__ import annotations
@@ -15,51 +20,35 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from mapping import (
-    DEFAULT_STAGE_MAP,
-    Customer,
-    FieldMap,
-    Order,
-    contact_properties,
-    deal_properties,
-    line_item_properties,
-)
+from connectors.crm import WriteResult
+from mapping import CrmSchema, Customer, FieldMap, Order
+from mapping import hubspot as hubspot_mapping
 from sync import links
 from sync.db import transaction
 
 log = logging.getLogger("tandem.sync")
 
-# HubSpot association type ids (HUBSPOT_DEFINED), from
-# https://developers.hubspot.com/docs/api-reference/latest/crm/associations/associate-records/guide
-DEAL_TO_CONTACT = 3
-LINE_ITEM_TO_DEAL = 20
-
-ORDER_ID_PROPERTY = "tandem_order_id"
-LINE_ITEM_ID_PROPERTY = "tandem_line_item_id"
-
-
-class WriteResult(Protocol):
-    key: str
-    ok: bool
-    id: str | None
-    error: str | None
-    details: object
+Fields = Mapping[str, Any]
 
 
 class CrmWriter(Protocol):
+    """What the engine asks of a CRM connector. Every write returns one WriteResult per input,
+    in input order. ``link_orders_to_contacts`` is called only for CRMs whose schema has no
+    ``order_contact_field``, ``link_line_items_to_orders`` only for those with line items."""
+
+    platform: str
+
     def upsert_contacts_by_email(
-        self, inputs: Sequence[tuple[str, Mapping[str, str]]]
+        self, inputs: Sequence[tuple[str, Fields]]
     ) -> list[WriteResult]: ...
     def update_objects(
-        self, object_type: str, inputs: Sequence[tuple[str, Mapping[str, str]]]
+        self, object_type: str, inputs: Sequence[tuple[str, Fields]]
     ) -> list[WriteResult]: ...
     def upsert_objects(
-        self, object_type: str, id_property: str, inputs: Sequence[tuple[str, Mapping[str, str]]]
+        self, object_type: str, id_property: str, inputs: Sequence[tuple[str, Fields]]
     ) -> list[WriteResult]: ...
-    def associate(
-        self, from_type: str, to_type: str, pairs: Sequence[tuple[str, str]], type_id: int
-    ) -> list[WriteResult]: ...
-
+    def link_orders_to_contacts(self, pairs: Sequence[tuple[str, str]]) -> list[WriteResult]: ...
+    def link_line_items_to_orders(self, pairs: Sequence[tuple[str, str]]) -> list[WriteResult]: ...
     def archive_objects(self, object_type: str, ids: Sequence[str]) -> None: ...
 
 
@@ -87,7 +76,7 @@ class Outcome:
 class FieldMaps:
     contact: FieldMap
     deal: FieldMap
-    line_item: FieldMap
+    line_item: FieldMap | None  # None: the CRM gets no separate line-item records
 
 
 @dataclass
@@ -99,8 +88,11 @@ class ConnectionContext:
     store_key: str  # e.g. "shopify:acme.myshopify.com": prefixes our external ids
     store_name: str
     fields: FieldMaps
-    stage_map: Mapping[Any, str] = field(default_factory=lambda: dict(DEFAULT_STAGE_MAP))
-    pipeline: str = "default"
+    schema: CrmSchema = hubspot_mapping.SCHEMA
+    stage_map: Mapping[Any, str] = field(
+        default_factory=lambda: dict(hubspot_mapping.DEFAULT_STAGE_MAP)
+    )
+    pipeline: str | None = hubspot_mapping.DEFAULT_PIPELINE
 
 
 def _newest(records: Iterable[Any]) -> list[Any]:
@@ -113,7 +105,7 @@ def _newest(records: Iterable[Any]) -> list[Any]:
     return list(best.values())
 
 
-def _already_written(props: Mapping[str, str], written: Mapping[str, Any]) -> bool:
+def _already_written(props: Fields, written: Mapping[str, Any]) -> bool:
     """Every property we would write now holds the value we last wrote.
 
     Compared field by field rather than as one hash, because payloads of one record do not all
@@ -123,13 +115,8 @@ def _already_written(props: Mapping[str, str], written: Mapping[str, Any]) -> bo
     return all(written.get(name) == value for name, value in props.items())
 
 
-def _is_not_found(result: WriteResult) -> bool:
-    details = result.details if isinstance(result.details, dict) else {}
-    return details.get("category") == "OBJECT_NOT_FOUND" or "not exist" in (result.error or "")
-
-
 class Engine:
-    """Store -> CRM writes for one connection (HubSpot-shaped CRM writer)."""
+    """Store -> CRM writes for one connection, to whichever CRM its schema describes."""
 
     def __init__(
         self,
@@ -160,15 +147,16 @@ class Engine:
                 session, ctx.connection_id, "email", (c.email for c in records if c.email)
             )
         previous = {sid: dict(link.last_written) for sid, link in known.items()}
-        updates: list[tuple[Customer, str, dict[str, str]]] = []
-        upserts: list[tuple[Customer, dict[str, str]]] = []
+        schema = ctx.schema
+        updates: list[tuple[Customer, str, dict[str, Any]]] = []
+        upserts: list[tuple[Customer, dict[str, Any]]] = []
         no_email: list[Customer] = []
         for customer in records:
             link = known.get(customer.source_id)
             if link and link.store_updated_at and customer.updated_at < link.store_updated_at:
                 out.stale += 1
                 continue
-            props = contact_properties(customer, ctx.fields.contact)
+            props = schema.contact(customer, ctx.fields.contact)
             if link and _already_written(props, link.last_written):
                 out.unchanged += 1
                 continue
@@ -183,15 +171,17 @@ class Engine:
             else:
                 no_email.append(customer)
 
-        confirmed: list[tuple[Customer, str, dict[str, str]]] = []
+        confirmed: list[tuple[Customer, str, dict[str, Any]]] = []
         failed: list[tuple[Customer, WriteResult]] = []
         if updates:
-            results = self.crm.update_objects("contacts", [(crm_id, p) for _, crm_id, p in updates])
+            results = self.crm.update_objects(
+                schema.contact_object, [(crm_id, p) for _, crm_id, p in updates]
+            )
             out.calls += 1
             for (customer, _crm_id, props), result in zip(updates, results, strict=True):
                 if result.ok and result.id:
                     confirmed.append((customer, result.id, props))
-                elif _is_not_found(result) and customer.email:
+                elif result.not_found and customer.email:
                     # Deleted in the CRM since we linked it: recreate (or adopt) by email.
                     upserts.append((customer, props))
                 else:
@@ -212,7 +202,7 @@ class Engine:
                     ctx.connection_id,
                     "customer",
                     customer.source_id,
-                    crm_object="contacts",
+                    crm_object=schema.contact_object,
                     crm_id=crm_id,
                     written={**previous.get(customer.source_id, {}), **props},
                     store_updated_at=customer.updated_at,
@@ -223,7 +213,7 @@ class Engine:
                         ctx.connection_id,
                         "email",
                         customer.email,
-                        crm_object="contacts",
+                        crm_object=schema.contact_object,
                         crm_id=crm_id,
                     )
             links.resolve_dead_letters(
@@ -235,7 +225,7 @@ class Engine:
                     ctx.connection_id,
                     entity="customer",
                     store_id=customer.source_id,
-                    platform="hubspot",
+                    platform=self.crm.platform,
                     reason=result.error or "rejected",
                     details=result.details,
                     record=raw.get(customer.source_id) or customer.model_dump(mode="json"),
@@ -247,7 +237,10 @@ class Engine:
                     entity="customer",
                     store_id=customer.source_id,
                     platform="tandem",
-                    reason="customer has no email address; HubSpot contacts are matched by email",
+                    reason=(
+                        f"customer has no email address; {schema.title} contacts are matched "
+                        "by email"
+                    ),
                     record=raw.get(customer.source_id) or customer.model_dump(mode="json"),
                 )
         out.written += len(confirmed)
@@ -292,6 +285,7 @@ class Engine:
                 ],
             )
 
+        schema = ctx.schema
         plans: list[_OrderPlan] = []
         for order in records:
             link = order_links.get(order.source_id)
@@ -303,28 +297,30 @@ class Engine:
                 contact_id = customer_links[order.customer_source_id].crm_id
             elif order.email and order.email in email_links:
                 contact_id = email_links[order.email].crm_id
+            item_fields = ctx.fields.line_item
             plan = _OrderPlan(
                 order=order,
-                deal=deal_properties(
+                schema=schema,
+                deal=schema.order(
                     order,
+                    ctx.fields.deal,
                     store_key=ctx.store_key,
                     store_name=ctx.store_name,
                     stage_map=ctx.stage_map,
                     pipeline=ctx.pipeline,
-                    fields=ctx.fields.deal,
                 ),
                 items=[
                     (
                         li.source_id,
-                        line_item_properties(
-                            li, order, store_key=ctx.store_key, fields=ctx.fields.line_item
-                        ),
+                        schema.line_item(li, order, item_fields, store_key=ctx.store_key),
                     )
                     for li in order.line_items
-                ],
-                contact_id=contact_id,
+                ]
+                if item_fields is not None and schema.line_item_object
+                else [],
                 link_written=dict(link.last_written) if link else None,
             )
+            plan.set_contact(contact_id)
             if link and link.last_hash == links.digest(plan.fingerprint()):
                 out.unchanged += 1
                 continue
@@ -334,42 +330,20 @@ class Engine:
             return out
 
         self._ensure_contacts(plans, out)
+        key = schema.order_key
         deal_results = self._upsert(
-            "deals", ORDER_ID_PROPERTY, [(p.deal[ORDER_ID_PROPERTY], p.deal) for p in plans], out
+            schema.order_object, key, [(p.deal[key], p.deal) for p in plans], out
         )
         for plan in plans:
-            result = deal_results[plan.deal[ORDER_ID_PROPERTY]]
+            result = deal_results[plan.deal[key]]
             if result.ok and result.id:
                 plan.deal_id = result.id
             else:
-                plan.fail("hubspot", result.error or "deal rejected", result.details)
+                plan.fail(self.crm.platform, result.error or "order rejected", result.details)
 
-        item_inputs = [
-            (props[LINE_ITEM_ID_PROPERTY], props)
-            for p in plans
-            if p.deal_id
-            for _, props in p.items
-        ]
-        item_results = (
-            self._upsert("line_items", LINE_ITEM_ID_PROPERTY, item_inputs, out)
-            if item_inputs
-            else {}
-        )
-        for plan in plans:
-            if not plan.deal_id:
-                continue
-            for item_id, props in plan.items:
-                result = item_results[props[LINE_ITEM_ID_PROPERTY]]
-                if result.ok and result.id:
-                    plan.item_ids[item_id] = result.id
-                else:
-                    plan.fail(
-                        "hubspot",
-                        f"line item {item_id}: {result.error or 'rejected'}",
-                        result.details,
-                    )
-
-        self._associate(plans, item_links, out)
+        if schema.line_item_object and schema.line_item_key:
+            self._write_line_items(plans, schema.line_item_object, schema.line_item_key, out)
+        self._link(plans, item_links, out)
         removed = self._archive_removed_items(plans, item_links, out)
 
         with transaction(self.sessions) as session:
@@ -382,7 +356,7 @@ class Engine:
                         ctx.connection_id,
                         "order",
                         order.source_id,
-                        crm_object="deals",
+                        crm_object=schema.order_object,
                         crm_id=plan.deal_id,
                         written=plan.fingerprint(),
                         store_updated_at=order.updated_at,
@@ -393,12 +367,16 @@ class Engine:
                             ctx.connection_id,
                             "line_item",
                             item_id,
-                            crm_object="line_items",
+                            crm_object=schema.line_item_object or "",
                             crm_id=crm_id,
                         )
                     synced.append(order.source_id)
                 else:
-                    platform, reason, details = plan.error or ("hubspot", "not written", None)
+                    platform, reason, details = plan.error or (
+                        self.crm.platform,
+                        "not written",
+                        None,
+                    )
                     links.dead_letter(
                         session,
                         ctx.connection_id,
@@ -419,7 +397,7 @@ class Engine:
                         ctx.connection_id,
                         "email",
                         plan.order.email,
-                        crm_object="contacts",
+                        crm_object=schema.contact_object,
                         crm_id=plan.new_contact,
                     )
         out.written += len(synced)
@@ -429,17 +407,20 @@ class Engine:
     def _ensure_contacts(self, plans: list[_OrderPlan], out: Outcome) -> None:
         """Orders whose buyer has no contact yet (guest checkouts, or an order that arrived
         before its customer) get one, upserted by email with the billing name."""
-        wanted: dict[str, dict[str, str]] = {}
+        schema = self.ctx.schema
+        wanted: dict[str, dict[str, Any]] = {}
         for plan in plans:
             order = plan.order
             if plan.contact_id is None and order.email:
                 address = order.billing_address or order.shipping_address
-                props = {"email": order.email}
-                if address and address.first_name:
-                    props["firstname"] = address.first_name
-                if address and address.last_name:
-                    props["lastname"] = address.last_name
-                wanted.setdefault(order.email, props)
+                wanted.setdefault(
+                    order.email,
+                    schema.guest_contact(
+                        order.email,
+                        address.first_name if address else None,
+                        address.last_name if address else None,
+                    ),
+                )
         if not wanted:
             return
         results = self.crm.upsert_contacts_by_email(list(wanted.items()))
@@ -451,69 +432,87 @@ class Engine:
                 continue
             result = by_email[email]
             if result.ok and result.id:
-                plan.contact_id = plan.new_contact = result.id
+                plan.set_contact(result.id)
+                plan.new_contact = result.id
             else:
-                # The deal is still written, but the order stays unsynced (a dead letter naming
-                # its buyer) until the buyer's contact exists, so the association is never
-                # silently lost. It is replayed as soon as that contact syncs.
+                # The order record is still written, but the order stays unsynced (a dead
+                # letter naming its buyer) until the buyer's contact exists, so the link is
+                # never silently lost. It is replayed as soon as that contact syncs.
                 plan.fail(
-                    "hubspot",
+                    self.crm.platform,
                     f"the buyer's contact ({email}) was refused: {result.error or 'rejected'}",
-                    {"buyer_email": email, "hubspot": result.details},
+                    {"buyer_email": email, self.crm.platform: result.details},
                 )
 
     def _upsert(
         self,
         object_type: str,
         id_property: str,
-        inputs: list[tuple[str, dict[str, str]]],
+        inputs: list[tuple[str, dict[str, Any]]],
         out: Outcome,
     ) -> dict[str, WriteResult]:
         results = self.crm.upsert_objects(object_type, id_property, inputs)
         out.calls += 1
         return {key: result for (key, _), result in zip(inputs, results, strict=True)}
 
-    def _associate(
-        self, plans: list[_OrderPlan], item_links: Mapping[str, Any], out: Outcome
+    def _write_line_items(
+        self, plans: list[_OrderPlan], object_type: str, key: str, out: Outcome
     ) -> None:
-        """Associations are created only when they are new: a fresh deal, a changed buyer, a
-        new line item. HubSpot treats re-creating an existing association as a no-op, so a
-        retry after a crash is harmless."""
-        deal_contact: list[tuple[str, str]] = []
-        item_deal: list[tuple[str, str]] = []
+        inputs = [(props[key], props) for p in plans if p.deal_id for _, props in p.items]
+        results = self._upsert(object_type, key, inputs, out) if inputs else {}
+        for plan in plans:
+            if not plan.deal_id:
+                continue
+            for item_id, props in plan.items:
+                result = results[props[key]]
+                if result.ok and result.id:
+                    plan.item_ids[item_id] = result.id
+                else:
+                    plan.fail(
+                        self.crm.platform,
+                        f"line item {item_id}: {result.error or 'rejected'}",
+                        result.details,
+                    )
+
+    def _link(self, plans: list[_OrderPlan], item_links: Mapping[str, Any], out: Outcome) -> None:
+        """Links made by separate calls (HubSpot associations, Salesforce contact roles) are
+        created only when they are new: a fresh order record, a changed buyer, a new line item.
+        Re-creating an existing link is a no-op on every CRM, so a retry after a crash is
+        harmless. A CRM that names the buyer in a field of the order record needs no call."""
+        by_field = self.ctx.schema.order_contact_field is not None
+        order_contact: list[tuple[str, str]] = []
+        item_order: list[tuple[str, str]] = []
         for plan in plans:
             if not plan.deal_id or plan.error:
                 continue
             previous = (plan.link_written or {}).get("contact")
-            if plan.contact_id and previous != plan.contact_id:
-                deal_contact.append((plan.deal_id, plan.contact_id))
+            if not by_field and plan.contact_id and previous != plan.contact_id:
+                order_contact.append((plan.deal_id, plan.contact_id))
             for item_id, crm_id in plan.item_ids.items():
                 known = item_links.get(item_id)
                 if known is None or known.crm_id != crm_id or plan.link_written is None:
-                    item_deal.append((crm_id, plan.deal_id))
-        for from_type, to_type, pairs, type_id in (
-            ("deals", "contacts", deal_contact, DEAL_TO_CONTACT),
-            ("line_items", "deals", item_deal, LINE_ITEM_TO_DEAL),
+                    item_order.append((crm_id, plan.deal_id))
+        for what, pairs, link in (
+            ("order->contact", order_contact, self.crm.link_orders_to_contacts),
+            ("line item->order", item_order, self.crm.link_line_items_to_orders),
         ):
             if not pairs:
                 continue
-            results = self.crm.associate(from_type, to_type, pairs, type_id)
+            results = link(pairs)
             out.calls += 1
             by_pair = dict(zip(pairs, results, strict=True))
             for plan in plans:
                 for pair, result in by_pair.items():
                     if not result.ok and pair[0] in (plan.deal_id, *plan.item_ids.values()):
-                        plan.fail(
-                            "hubspot",
-                            f"association {from_type}->{to_type}: {result.error}",
-                            result.details,
-                        )
+                        plan.fail(self.crm.platform, f"link {what}: {result.error}", result.details)
 
     def _archive_removed_items(
         self, plans: list[_OrderPlan], item_links: Mapping[str, Any], out: Outcome
     ) -> list[str]:
-        """Line items an order edit removed go to HubSpot's recycle bin, so the deal shows
-        what the order holds now. Returns their store ids (their links are dropped)."""
+        """Line items an order edit removed are deleted in the CRM (HubSpot: to its recycle
+        bin), so the deal shows what the order holds now. Returns their store ids (their links
+        are dropped)."""
+        object_type = self.ctx.schema.line_item_object
         removed: list[str] = []
         for plan in plans:
             if plan.error or plan.link_written is None:
@@ -521,8 +520,8 @@ class Engine:
             current = {item_id for item_id, _ in plan.items}
             removed += [i for i in plan.link_written.get("items", {}) if i not in current]
         crm_ids = [item_links[i].crm_id for i in removed if i in item_links]
-        if crm_ids:
-            self.crm.archive_objects("line_items", crm_ids)
+        if crm_ids and object_type:
+            self.crm.archive_objects(object_type, crm_ids)
             out.calls += 1
         return removed
 
@@ -534,14 +533,23 @@ class Engine:
 @dataclass
 class _OrderPlan:
     order: Order
-    deal: dict[str, str]
-    items: list[tuple[str, dict[str, str]]]
-    contact_id: str | None
+    schema: CrmSchema
+    deal: dict[str, Any]
+    items: list[tuple[str, dict[str, Any]]]
     link_written: dict[str, Any] | None
+    contact_id: str | None = None
     deal_id: str | None = None
     new_contact: str | None = None
     item_ids: dict[str, str] = field(default_factory=dict)
     error: tuple[str, str, Any] | None = None
+
+    def set_contact(self, contact_id: str | None) -> None:
+        """Name the buyer's contact; where the CRM links by a lookup on the order record, the
+        lookup is part of what we write (and so of the fingerprint)."""
+        self.contact_id = contact_id
+        lookup = self.schema.order_contact_field
+        if lookup and contact_id:
+            self.deal[lookup] = self.schema.contact_reference(contact_id)
 
     def fingerprint(self) -> dict[str, Any]:
         """What we write for this order; equal fingerprints mean no API call."""

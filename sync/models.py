@@ -274,3 +274,27 @@ class RateBucket(Base):
     level: Mapped[float] = mapped_column()  # tokens available at ``as_of``
     as_of: Mapped[float] = mapped_column()  # epoch seconds
     blocked_until: Mapped[float] = mapped_column(default=0.0)
+    # A daily (or rolling 24-hour) allocation, where the platform reports one: Salesforce's
+    # Sforce-Limit-Info api-usage, Zoho's X-API-CREDITS-REMAINING. None until it does.
+    daily_remaining: Mapped[float | None] = mapped_column(default=None)
+    daily_limit: Mapped[float | None] = mapped_column(default=None)
+    daily_as_of: Mapped[float | None] = mapped_column(default=None)  # epoch seconds
+
+
+class AccessTokenRow(Base):
+    """The current OAuth access token of one CRM account, shared by every worker.
+
+    ``lease_until`` is the refresh lock: a worker that finds the token stale takes the lease
+    with a compare-and-set UPDATE, mints outside any transaction, writes the token and drops
+    the lease; the others wait for that token instead of minting their own.
+    """
+
+    __tablename__ = "access_tokens"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)  # "zoho:<account>"
+    ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    expires_at: Mapped[float] = mapped_column(default=0.0)  # epoch seconds
+    instance_url: Mapped[str | None] = mapped_column(String(500), default=None)
+    lease_until: Mapped[float] = mapped_column(default=0.0)
+    minted: Mapped[int] = mapped_column(default=0)  # tokens minted so far (health, tests)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -97,6 +97,18 @@ class Vault:
                 "configured keys (was a key dropped before `flask secrets rotate` finished?)"
             ) from None
 
+    def seal(self, value: str) -> bytes:
+        """``value`` encrypted under the newest key (for secrets kept outside ``credentials``)."""
+        return self._keys.encrypt(value.encode())
+
+    def unseal(self, ciphertext: bytes) -> str | None:
+        """What :meth:`seal` sealed, or None if no configured key opens it (short-lived secrets,
+        such as access tokens, are then simply minted again)."""
+        try:
+            return self._keys.decrypt(ciphertext).decode()
+        except InvalidToken:
+            return None
+
     def rotate(self, session: Session, batch_size: int = 100) -> int:
         """Re-encrypt every credential under the newest key. Restartable; returns rows rewritten."""
         done = 0

@@ -28,13 +28,9 @@ from connectors.errors import (
     RetriableError,
 )
 from mapping import (
-    DEFAULT_CONTACT_FIELDS,
-    DEFAULT_DEAL_FIELDS,
-    DEFAULT_LINE_ITEM_FIELDS,
-    DEFAULT_STAGE_MAP,
+    CRM_SCHEMAS,
     FieldMapError,
     MappingError,
-    apply_overrides,
     apply_stage_overrides,
 )
 from sync import inbox, jobs, links
@@ -210,21 +206,25 @@ class Worker:
         for row in overrides:
             by_entity.setdefault(row.entity, {})[row.crm_property] = row.source_path
         settings = connection.settings or {}
+        schema = CRM_SCHEMAS[connection.crm_platform]
         # A bad operator override (unknown path or stage key) raises FieldMapError, a
         # ValueError: the job fails with that message instead of writing with a wrong map.
-        stage_map = apply_stage_overrides(DEFAULT_STAGE_MAP, settings.get("stage_map") or {})
+        stage_map = apply_stage_overrides(schema.stage_map, settings.get("stage_map") or {})
         return ConnectionContext(
             connection_id=connection.id,
             store_platform=connection.store_platform,
             store_key=f"{connection.store_platform}:{connection.store_account}",
             store_name=connection.name,
             fields=FieldMaps(
-                contact=apply_overrides(DEFAULT_CONTACT_FIELDS, by_entity["contact"]),
-                deal=apply_overrides(DEFAULT_DEAL_FIELDS, by_entity["deal"]),
-                line_item=apply_overrides(DEFAULT_LINE_ITEM_FIELDS, by_entity["line_item"]),
+                contact=schema.field_map("contact", by_entity["contact"]),
+                deal=schema.field_map("deal", by_entity["deal"]),
+                line_item=schema.field_map("line_item", by_entity["line_item"])
+                if schema.line_item_fields is not None
+                else None,
             ),
+            schema=schema,
             stage_map=stage_map,
-            pipeline=settings.get("pipeline", "default"),
+            pipeline=settings.get("pipeline", schema.pipeline),
         )
 
     def _engine(self, job: Job, connection: Connection) -> Engine:

@@ -63,3 +63,39 @@ def test_the_platforms_own_signal_wins_over_our_estimate(sessions):
     response.headers["X-Remaining"] = "0"
     shared.observe(response)  # another app spent the account's quota
     assert shared.reserve() == pytest.approx(0.1)
+
+
+def _daily(remaining: float, limit: float) -> Signal:
+    return Signal(daily_remaining=remaining, daily_limit=limit)
+
+
+def test_a_backfill_pauses_at_the_daily_reserve_and_probes_again_later(sessions):
+    clock = Clock()
+    reading = {"signal": _daily(25_000, 100_000)}
+    kw = {"capacity": 1e9, "refill_per_second": 1e9, "signal": lambda r: reading["signal"]}
+    backfill = budget(sessions, clock, priority=2, daily_probe_seconds=900.0, **kw)
+    live = budget(sessions, clock, priority=0, **kw)
+    backfill.observe(requests.Response())  # 25 % of the allocation left
+    # 20 % is kept for the merchant's own users and live changes: 5,000 calls are the
+    # backfill's, then it waits a probe interval instead of spending the rest.
+    assert [backfill.reserve() for _ in range(5000)] == [0.0] * 5000
+    assert backfill.reserve() == pytest.approx(900.0)
+    assert live.reserve() == 0.0  # live changes are never held back by the daily reserve
+    clock.now += 899
+    assert backfill.reserve() == pytest.approx(1.0)
+    clock.now += 1
+    assert backfill.reserve() == 0.0  # one probe goes out...
+    assert backfill.reserve() == pytest.approx(900.0)  # ...the others keep waiting for it
+    reading["signal"] = _daily(60_000, 100_000)  # the rolling window gave calls back
+    backfill.observe(requests.Response())
+    assert backfill.reserve() == 0.0
+
+
+def test_a_configured_daily_reserve_replaces_the_default(sessions):
+    clock = Clock()
+    reading = _daily(45_000, 100_000)
+    backfill = budget(
+        sessions, clock, priority=2, daily_reserve=0.5, capacity=100.0, signal=lambda r: reading
+    )
+    backfill.observe(requests.Response())
+    assert backfill.reserve() > 0  # 45 % left is below a 50 % reserve

@@ -310,7 +310,7 @@ def test_list_objects_pages_through_everything(hubspot, sim):
     ] == [0, 1, 1]
 
 
-def test_search_modified_since_yields_each_change_once_in_order(hubspot, sim, clock):
+def test_changed_since_yields_each_change_once_in_order(hubspot, sim, clock):
     start = datetime.fromtimestamp(clock.now, tz=UTC)
     hubspot.upsert_contacts_by_email([(f"early{i}@example.com", {}) for i in range(3)])
     clock.advance(1)
@@ -319,13 +319,13 @@ def test_search_modified_since_yields_each_change_once_in_order(hubspot, sim, cl
     hubspot.upsert_contacts_by_email([(f"tie{i}@example.com", {}) for i in range(100, 250)])
     clock.advance(1)
     hubspot.upsert_contacts_by_email([(f"late{i}@example.com", {}) for i in range(5)])
-    records = list(hubspot.search_modified_since("contacts", start, ["email"]))
+    records = list(hubspot.changed_since("contacts", start, ["email"]))
     ids = [r["id"] for r in records]
     assert len(ids) == len(set(ids)) == 258
     stamps = [r["properties"]["lastmodifieddate"] for r in records]
     assert stamps == sorted(stamps)
     later = datetime.fromtimestamp(clock.now, tz=UTC)
-    assert len(list(hubspot.search_modified_since("contacts", later, ["email"]))) == 5
+    assert len(list(hubspot.changed_since("contacts", later, ["email"]))) == 5
 
 
 # ------------------------------------------------------------------ rate limits and errors

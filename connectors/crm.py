@@ -1,0 +1,84 @@
+"""What every CRM connector shares: the per-record write result and the access-token cache.
+
+The sync engine talks to HubSpot, Zoho CRM and Salesforce through the same few methods
+(``upsert_contacts_by_email``, ``update_objects``, ``upsert_objects``, ``archive_objects``,
+``changed_since``); each returns or yields platform records, and every write returns one
+:class:`WriteResult` per input, in input order, so one refused record never hides the others.
+
+OAuth CRMs (Zoho, Salesforce) mint short-lived access tokens from a refresh token. A token is
+shared by every worker of an account and refreshed by at most one of them at a time: the
+connector asks a :class:`TokenCache` for the current token and hands it the function that mints
+a new one. ``sync.tokens`` keeps them in the state store (encrypted, leased); the in-memory
+:class:`MemoryTokenCache` serves a single process (tests).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The outcome for one input of a write, in input order.
+
+    ``details`` is the platform's own error, kept verbatim for the dead letter; ``not_found``
+    says the record addressed by id no longer exists in the CRM (deleted since we linked it),
+    so the engine can recreate it instead of dead-lettering the change.
+    """
+
+    key: str
+    ok: bool
+    id: str | None = None
+    created: bool | None = None
+    error: str | None = None
+    details: object = None
+    not_found: bool = False
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """A bearer token, when it stops being valid (epoch seconds), and the host to call with it
+    (Salesforce's ``instance_url``, Zoho's ``api_domain``; None where the host is fixed)."""
+
+    value: str
+    expires_at: float
+    instance_url: str | None = None
+
+    def fresh(self, now: float, margin: float = 60.0) -> bool:
+        """Still usable for a call starting now (with ``margin`` seconds to spare)."""
+        return now + margin < self.expires_at
+
+
+Mint = Callable[[], AccessToken]
+
+
+class TokenCache(Protocol):
+    def get(self, mint: Mint, *, rejected: str | None = None) -> AccessToken:
+        """The account's current token: the cached one while it is fresh and is not
+        ``rejected`` (the value a platform just refused with 401), else a new one from
+        ``mint()``. At most one caller per account mints at a time; the others wait for its
+        token. Raises whatever ``mint`` raises."""
+        ...
+
+
+class MemoryTokenCache:
+    """A TokenCache for one process: a lock instead of the state store's lease."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._lock = threading.Lock()
+        self._token: AccessToken | None = None
+        self._clock = clock
+        self.minted = 0  # how many times a token was minted (tests read it)
+
+    def get(self, mint: Mint, *, rejected: str | None = None) -> AccessToken:
+        with self._lock:
+            token = self._token
+            if token is not None and token.fresh(self._clock()) and token.value != rejected:
+                return token
+            self._token = mint()
+            self.minted += 1
+            return self._token

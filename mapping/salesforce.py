@@ -1,0 +1,107 @@
+"""Salesforce's schema: the sObjects, field API names and stages Tandem writes.
+
+Contacts are upserted by ``Tandem_Contact_Key__c`` (an external-id field Tandem owns; its value
+is the normalised email, so one person is one contact whichever store they bought in); orders
+become Opportunities upserted by ``Tandem_Order_Id__c`` (external id, unique) and are linked to
+their buyer by an OpportunityContactRole, which the connector writes. Values are typed JSON
+(``mapping.crm.render_json``): Amount is a number, CloseDate a date.
+
+Fields: https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_contact.htm
+and .../sforce_api_objects_opportunity.htm (required: Contact LastName; Opportunity Name,
+StageName, CloseDate).
+"""
+
+from __future__ import annotations
+
+import types
+
+from mapping.crm import CrmSchema, render_json, stage_map
+from mapping.fieldmap import FieldMap
+
+CONTACT_KEY_FIELD = "Tandem_Contact_Key__c"
+
+CONTACT_FIELDS = FieldMap(
+    "contact",
+    {
+        "Email": "email",
+        "FirstName": "first_name",
+        "LastName": "derived.last_name_required",
+        "Phone": "phone",
+        "MailingStreet": "derived.street_address",
+        "MailingCity": "default_address.city",
+        "MailingState": "default_address.province",
+        "MailingPostalCode": "default_address.postal_code",
+        "MailingCountry": "default_address.country_code",
+        "Tandem_Email_Consent__c": "consent.email",
+        "Tandem_SMS_Consent__c": "consent.sms",
+        "Tandem_Customer_Tags__c": "tags",
+    },
+)
+
+OPPORTUNITY_FIELDS = FieldMap(
+    "deal",
+    {
+        "Name": "derived.deal_name",
+        "Amount": "total.amount",
+        # Exists only in orgs with multi-currency enabled; a single-currency org drops it with
+        # `flask fieldmap set ID deal CurrencyIsoCode --drop`.
+        "CurrencyIsoCode": "currency",
+        "CloseDate": "derived.close_day",
+        "StageName": "derived.deal_stage",
+        "Tandem_Order_Id__c": "derived.external_id",
+        "Tandem_Order_Number__c": "name",
+        "Tandem_Financial_Status__c": "financial_status",
+        "Tandem_Fulfillment_Status__c": "fulfillment_status",
+        "Tandem_Refunded_Amount__c": "refunded.amount",
+    },
+)
+
+# The default Opportunity StageName picklist of a new org.
+STAGE_MAP = stage_map(
+    open_stage="Negotiation/Review", won="Closed Won", lost="Closed Lost", unknown="Prospecting"
+)
+
+SCHEMA = CrmSchema(
+    platform="salesforce",
+    title="Salesforce",
+    contact_object="Contact",
+    order_object="Opportunity",
+    line_item_object=None,
+    email_field="Email",
+    first_name_field="FirstName",
+    last_name_field="LastName",
+    order_key="Tandem_Order_Id__c",
+    line_item_key=None,
+    contact_fields=CONTACT_FIELDS,
+    order_fields=OPPORTUNITY_FIELDS,
+    line_item_fields=None,
+    stage_map=STAGE_MAP,
+    pipeline=None,
+    render=render_json,
+    required=types.MappingProxyType(
+        {
+            "contact": frozenset({"LastName"}),
+            "deal": frozenset({"Name", "StageName", "CloseDate"}),
+        }
+    ),
+    fixed=types.MappingProxyType(
+        {"contact": {"Email": "email"}, "deal": {"Tandem_Order_Id__c": "derived.external_id"}}
+    ),
+    custom_fields=types.MappingProxyType(
+        {
+            "Contact": (
+                CONTACT_KEY_FIELD,
+                "Tandem_Email_Consent__c",
+                "Tandem_SMS_Consent__c",
+                "Tandem_Customer_Tags__c",
+            ),
+            "Opportunity": (
+                "Tandem_Order_Id__c",
+                "Tandem_Order_Number__c",
+                "Tandem_Financial_Status__c",
+                "Tandem_Fulfillment_Status__c",
+                "Tandem_Refunded_Amount__c",
+            ),
+        }
+    ),
+)

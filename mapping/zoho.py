@@ -1,0 +1,98 @@
+"""Zoho CRM's schema: the modules, field API names and stages Tandem writes.
+
+Contacts are upserted by ``Email`` (a system unique field on Contacts); orders become Deals
+upserted by ``Tandem_Order_Id``, a custom field the org must have with "do not allow duplicate
+values" set, and linked to their buyer by the ``Contact_Name`` lookup on the deal itself.
+Values are typed JSON (``mapping.crm.render_json``): Zoho's currency and number fields take
+numbers, date fields "YYYY-MM-DD", lookups ``{"id": ...}``.
+
+Field API names and mandatory fields: https://www.zoho.com/crm/developer/docs/api/v8/insert-records.html
+and the modules' field metadata (https://www.zoho.com/crm/developer/docs/api/v8/field-meta.html).
+"""
+
+from __future__ import annotations
+
+import types
+
+from mapping.crm import CrmSchema, render_json, stage_map
+from mapping.fieldmap import FieldMap
+
+CONTACT_FIELDS = FieldMap(
+    "contact",
+    {
+        "Email": "email",
+        "First_Name": "first_name",
+        "Last_Name": "derived.last_name_required",
+        "Phone": "phone",
+        "Mailing_Street": "derived.street_address",
+        "Mailing_City": "default_address.city",
+        "Mailing_State": "default_address.province",
+        "Mailing_Zip": "default_address.postal_code",
+        "Mailing_Country": "default_address.country_code",
+        "Tandem_Email_Consent": "consent.email",
+        "Tandem_SMS_Consent": "consent.sms",
+        "Tandem_Customer_Tags": "tags",
+    },
+)
+
+DEAL_FIELDS = FieldMap(
+    "deal",
+    {
+        "Deal_Name": "derived.deal_name",
+        "Amount": "total.amount",
+        # Only orgs with multi-currency enabled have it; a single-currency org drops it with
+        # `flask fieldmap set ID deal Currency --drop` (amounts are then in the org's currency).
+        "Currency": "currency",
+        "Closing_Date": "derived.close_day",
+        "Stage": "derived.deal_stage",
+        "Tandem_Order_Id": "derived.external_id",
+        "Tandem_Order_Number": "name",
+        "Tandem_Financial_Status": "financial_status",
+        "Tandem_Fulfillment_Status": "fulfillment_status",
+        "Tandem_Refunded_Amount": "refunded.amount",
+    },
+)
+
+# Zoho's default Deals stages (a standard org's "Stage" picklist).
+STAGE_MAP = stage_map(
+    open_stage="Negotiation/Review", won="Closed Won", lost="Closed Lost", unknown="Qualification"
+)
+
+SCHEMA = CrmSchema(
+    platform="zoho",
+    title="Zoho CRM",
+    contact_object="Contacts",
+    order_object="Deals",
+    line_item_object=None,
+    email_field="Email",
+    first_name_field="First_Name",
+    last_name_field="Last_Name",
+    order_key="Tandem_Order_Id",
+    line_item_key=None,
+    contact_fields=CONTACT_FIELDS,
+    order_fields=DEAL_FIELDS,
+    line_item_fields=None,
+    stage_map=STAGE_MAP,
+    pipeline=None,
+    render=render_json,
+    required=types.MappingProxyType(
+        {"contact": frozenset({"Last_Name"}), "deal": frozenset({"Deal_Name", "Stage"})}
+    ),
+    fixed=types.MappingProxyType(
+        {"contact": {"Email": "email"}, "deal": {"Tandem_Order_Id": "derived.external_id"}}
+    ),
+    custom_fields=types.MappingProxyType(
+        {
+            "Contacts": ("Tandem_Email_Consent", "Tandem_SMS_Consent", "Tandem_Customer_Tags"),
+            "Deals": (
+                "Tandem_Order_Id",
+                "Tandem_Order_Number",
+                "Tandem_Financial_Status",
+                "Tandem_Fulfillment_Status",
+                "Tandem_Refunded_Amount",
+            ),
+        }
+    ),
+    order_contact_field="Contact_Name",
+    contact_reference=lambda contact_id: {"id": contact_id},
+)
