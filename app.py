@@ -36,7 +36,7 @@ from sync.models import (
     FieldMapOverride,
     InboxEvent,
 )
-from sync.platforms import STORES, PlatformConfig, Platforms
+from sync.platforms import CRMS, STORES, PlatformConfig, Platforms
 from sync.queue import JobQueue, make_huey
 from sync.secrets import Vault, load_keys
 from sync.worker import Reconciler, Worker, WorkerConfig, start_backfill
@@ -65,6 +65,18 @@ class Settings(BaseSettings):
         "https://{shop}", description="{shop} is replaced by the shop's domain"
     )
     hubspot_base_url: str = "https://api.hubapi.com"
+    zoho_accounts_url: str | None = Field(
+        None,
+        description="Zoho accounts server for every data centre (default: each connection's)",
+    )
+    salesforce_login_url: str = Field(
+        "https://login.salesforce.com",
+        description="default login host (a connection may name test.salesforce.com or its "
+        "My Domain)",
+    )
+    salesforce_daily_reserve: float = Field(
+        0.2, ge=0, lt=1, description="share of the daily API allocation a backfill leaves"
+    )
     bigcommerce_base_url: str = Field(
         "https://api.bigcommerce.com/stores/{store_hash}",
         description="{store_hash} is replaced by the store's hash",
@@ -87,6 +99,8 @@ class Settings(BaseSettings):
     sandbox_hubspot_port: int = 8102
     sandbox_woocommerce_port: int = 8103
     sandbox_bigcommerce_port: int = 8104
+    sandbox_zoho_port: int = 8105
+    sandbox_salesforce_port: int = 8106
     log_level: str = "INFO"
 
     @field_validator("shopify_api_version")
@@ -169,6 +183,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             shopify_base_url=settings.shopify_base_url,
             shopify_api_version=settings.shopify_api_version,
             hubspot_base_url=settings.hubspot_base_url,
+            zoho_accounts_url=settings.zoho_accounts_url,
+            salesforce_login_url=settings.salesforce_login_url,
+            salesforce_daily_reserve=settings.salesforce_daily_reserve,
             bigcommerce_base_url=settings.bigcommerce_base_url,
             allow_loopback=settings.allow_loopback,
         ),
@@ -232,21 +249,29 @@ def create_connection(
     store_platform: str,
     store_account: str,
     store_credentials: Mapping[str, str],
-    hubspot_token: str,
-    hubspot_account: str,
+    crm_account: str,
+    crm_credentials: Mapping[str, str],
+    crm_platform: str = "hubspot",
+    crm_settings: Mapping[str, Any] | None = None,
     default_region: str | None = None,
     backfill: bool = True,
     public_url: str | None = None,
 ) -> int:
-    """Register a store + HubSpot account pair, check both sides, register the store's
-    webhooks where Tandem does that itself, queue the backfill.
+    """Register a store + CRM account pair, check both sides, register the store's webhooks
+    where Tandem does that itself, queue the backfill.
 
-    ``public_url`` (default TANDEM_PUBLIC_URL) is where the store reaches Tandem's webhooks.
-    Raises ConfigurationError (an account that cannot be one, a platform refusing the
-    properties or the webhooks) and click.ClickException (unknown platform, missing credential,
-    a store that is already connected). A refusal leaves no half-made connection.
+    ``crm_credentials`` are the CRM's secrets (HubSpot: access_token; Zoho: client_id,
+    client_secret, refresh_token; Salesforce: the same, or client_id and jwt_private_key with
+    ``crm_settings["jwt_username"]``); ``crm_settings`` its options (Zoho ``dc``, Salesforce
+    ``login_url``). ``public_url`` (default TANDEM_PUBLIC_URL) is where the store reaches
+    Tandem's webhooks.
+
+    Raises ConfigurationError (an account that cannot be one, a CRM org missing fields Tandem
+    writes, a platform refusing the properties or the webhooks) and click.ClickException
+    (unknown platform, missing credential, a store that is already connected). A refusal
+    leaves no half-made connection.
     """
-    from mapping import CUSTOM_PROPERTIES
+    from mapping import CRM_SCHEMAS
     from sync.inbox import WEBHOOK_SECRET_KIND
 
     spec = STORES.get(store_platform)
@@ -254,9 +279,21 @@ def create_connection(
         raise click.ClickException(
             f"unknown store platform {store_platform!r}: one of {', '.join(sorted(STORES))}"
         )
+    crm_spec = CRMS.get(crm_platform)
+    if crm_spec is None:
+        raise click.ClickException(
+            f"unknown CRM {crm_platform!r}: one of {', '.join(sorted(CRMS))}"
+        )
     missing = [k for k in spec.credentials if not store_credentials.get(k)]
     if missing:
         raise click.ClickException(f"{store_platform} needs {', '.join(missing)}")
+    if not any(all(crm_credentials.get(k) for k in kinds) for kinds in crm_spec.credentials):
+        raise click.ClickException(
+            f"{crm_platform} needs "
+            + " or ".join(", ".join(kinds) for kinds in crm_spec.credentials)
+        )
+    if not crm_account.strip():
+        raise click.ClickException(f"{crm_platform} needs the CRM account (portal or org id)")
     account = spec.normalise_account(store_account)
     with transaction(t.sessions) as session:
         existing = session.scalar(
@@ -266,32 +303,39 @@ def create_connection(
         )
         if existing is not None:
             raise click.ClickException(f"{account} is already connection {existing.id}")
+        settings: dict[str, Any] = {k: v for k, v in (crm_settings or {}).items() if v}
+        if default_region:
+            settings["default_region"] = default_region
         connection = Connection(
             name=name,
             store_platform=store_platform,
             store_account=account,
-            crm_platform="hubspot",
-            crm_account=hubspot_account,
+            crm_platform=crm_platform,
+            crm_account=crm_account.strip(),
             status=ConnectionStatus.PAUSED,
-            settings={"default_region": default_region} if default_region else {},
+            settings=settings,
         )
         session.add(connection)
         session.flush()
         for kind in spec.credentials:
             t.vault.put(session, connection.id, "store", kind, store_credentials[kind])
-        t.vault.put(session, connection.id, "crm", "access_token", hubspot_token)
+        for kind, value in crm_credentials.items():
+            if value:
+                t.vault.put(session, connection.id, "crm", kind, value)
         webhook_secret = None
         if spec.webhook_path is not None:
             webhook_secret = secrets.token_urlsafe(32)
             t.vault.put(session, connection.id, "store", WEBHOOK_SECRET_KIND, webhook_secret)
         connection_id = connection.id
-        crm = t.platforms.crm(session, connection)
-        store = t.platforms.store(session, connection) if webhook_secret else None
     # Outside any transaction: a platform call must never hold the state store's write lock.
-    # Tandem-owned properties (external ids, consent, statuses) must exist before the first
-    # write; creating them (and the store's webhooks) is idempotent.
+    # What Tandem writes (external ids, consent, statuses) must exist in the CRM before the
+    # first write; creating or checking it (and the store's webhooks) is idempotent.
     try:
-        crm.ensure_properties(CUSTOM_PROPERTIES)
+        with transaction(t.sessions) as session:
+            connection = session.get(Connection, connection_id)
+            crm = t.platforms.crm(session, connection)
+            store = t.platforms.store(session, connection) if webhook_secret else None
+        crm_spec.prepare(crm, CRM_SCHEMAS[crm_platform])
         if store is not None:
             path = spec.webhook_path.format(connection_id=connection_id)
             store.ensure_webhooks(
@@ -391,8 +435,47 @@ def _register_cli(app: Flask) -> None:
     @click.option(
         "--consumer-secret", envvar="TANDEM_NEW_CONSUMER_SECRET", help="WooCommerce cs_..."
     )
-    @click.option("--hubspot-token", envvar="TANDEM_NEW_HUBSPOT_TOKEN", required=True)
-    @click.option("--hubspot-account", required=True, help="HubSpot portal id or label")
+    @click.option(
+        "--crm",
+        "crm_platform",
+        type=click.Choice(sorted(CRMS)),
+        default="hubspot",
+        show_default=True,
+    )
+    @click.option(
+        "--crm-account",
+        "--hubspot-account",
+        "crm_account",
+        required=True,
+        help="HubSpot portal id, Zoho org id or Salesforce org id",
+    )
+    @click.option(
+        "--crm-token", "--hubspot-token", envvar="TANDEM_NEW_CRM_TOKEN", help="HubSpot token"
+    )
+    @click.option("--crm-client-id", envvar="TANDEM_NEW_CRM_CLIENT_ID", help="Zoho/Salesforce")
+    @click.option(
+        "--crm-client-secret", envvar="TANDEM_NEW_CRM_CLIENT_SECRET", help="Zoho/Salesforce"
+    )
+    @click.option(
+        "--crm-refresh-token", envvar="TANDEM_NEW_CRM_REFRESH_TOKEN", help="Zoho/Salesforce"
+    )
+    @click.option(
+        "--zoho-dc",
+        default=None,
+        help="Zoho data centre: com, eu, in, com.au, jp, ca, com.cn, sa (default com)",
+    )
+    @click.option(
+        "--salesforce-login-url",
+        default=None,
+        help="https://test.salesforce.com for a sandbox org, or the org's My Domain",
+    )
+    @click.option("--salesforce-username", default=None, help="JWT bearer flow: the user")
+    @click.option(
+        "--salesforce-private-key",
+        type=click.File("r"),
+        default=None,
+        help="JWT bearer flow: PEM file of the connected app's key",
+    )
     @click.option(
         "--default-region", default=None, help="ISO country for phone numbers without one"
     )
@@ -401,9 +484,17 @@ def _register_cli(app: Flask) -> None:
         store_token: str | None,
         consumer_key: str | None,
         consumer_secret: str | None,
+        crm_token: str | None,
+        crm_client_id: str | None,
+        crm_client_secret: str | None,
+        crm_refresh_token: str | None,
+        zoho_dc: str | None,
+        salesforce_login_url: str | None,
+        salesforce_username: str | None,
+        salesforce_private_key: Any,
         **options: Any,
     ) -> None:
-        """Connect a store to a HubSpot account (credentials may come from the environment)."""
+        """Connect a store to a CRM account (credentials may come from the environment)."""
         from connectors.errors import ConnectorError
 
         t = _current()
@@ -413,8 +504,26 @@ def _register_cli(app: Flask) -> None:
             "consumer_key": consumer_key or "",
             "consumer_secret": consumer_secret or "",
         }
+        crm_credentials = {
+            "access_token": crm_token or "",
+            "client_id": crm_client_id or "",
+            "client_secret": crm_client_secret or "",
+            "refresh_token": crm_refresh_token or "",
+            "jwt_private_key": salesforce_private_key.read() if salesforce_private_key else "",
+        }
+        crm_settings = {
+            "dc": zoho_dc,
+            "login_url": salesforce_login_url,
+            "jwt_username": salesforce_username,
+        }
         try:
-            connection_id = create_connection(t, store_credentials=credentials, **options)
+            connection_id = create_connection(
+                t,
+                store_credentials=credentials,
+                crm_credentials=crm_credentials,
+                crm_settings=crm_settings,
+                **options,
+            )
         except ConnectorError as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(
@@ -588,23 +697,28 @@ def _register_cli(app: Flask) -> None:
         default="shopify",
         show_default=True,
     )
+    @click.option("--crm", type=click.Choice(sorted(CRMS)), default="hubspot", show_default=True)
     @click.option("--customers", default=500, show_default=True)
     @click.option("--orders", default=2000, show_default=True)
     @click.option("--connect/--no-connect", default=True, help="also register the connection here")
-    def sandbox_command(store: str, customers: int, orders: int, connect: bool) -> None:
-        """Serve a storefront simulator and HubSpot's on loopback, seeded, until Ctrl-C.
+    def sandbox_command(store: str, crm: str, customers: int, orders: int, connect: bool) -> None:
+        """Serve a storefront simulator and a CRM's on loopback, seeded, until Ctrl-C.
 
         The simulated store sends its signed webhooks to TANDEM_PUBLIC_URL, so `flask run` and
-        `flask worker` (configured by the same environment) keep HubSpot in step with it.
+        `flask worker` (configured by the same environment) keep the CRM in step with it.
         """
         import demo
 
         t = _current()
         s = t.settings
         port = getattr(s, f"sandbox_{store}_port")
-        hubspot_url = f"http://127.0.0.1:{s.sandbox_hubspot_port}"
+        crm_port = getattr(s, f"sandbox_{crm}_port")
+        crm_sim = demo.CRM_SIMS[crm]
         secret = s.shopify_client_secret.get_secret_value() if s.shopify_client_secret else None
-        expected = {"TANDEM_HUBSPOT_BASE_URL": hubspot_url, "TANDEM_ALLOW_LOOPBACK": "1"}
+        expected = {
+            f"TANDEM_{crm_sim.setting.upper()}": f"http://127.0.0.1:{crm_port}",
+            "TANDEM_ALLOW_LOOPBACK": "1",
+        }
         pointing = demo.STORE_SIMS[store].setting
         if pointing is not None:
             name, value = pointing
@@ -613,6 +727,8 @@ def _register_cli(app: Flask) -> None:
             expected["TANDEM_SHOPIFY_CLIENT_SECRET"] = secret or "<any string>"
         actual = {
             "TANDEM_HUBSPOT_BASE_URL": s.hubspot_base_url,
+            "TANDEM_ZOHO_ACCOUNTS_URL": s.zoho_accounts_url or "",
+            "TANDEM_SALESFORCE_LOGIN_URL": s.salesforce_login_url,
             "TANDEM_ALLOW_LOOPBACK": "1" if s.allow_loopback else "",
             "TANDEM_SHOPIFY_BASE_URL": s.shopify_base_url,
             "TANDEM_BIGCOMMERCE_BASE_URL": s.bigcommerce_base_url,
@@ -627,8 +743,9 @@ def _register_cli(app: Flask) -> None:
             _require_schema(t)
         env = demo.start_sandbox(
             platform=store,
+            crm=crm,
             store_port=port,
-            hubspot_port=s.sandbox_hubspot_port,
+            crm_port=crm_port,
             customers=customers,
             orders=orders,
             client_secret=secret,
@@ -638,7 +755,7 @@ def _register_cli(app: Flask) -> None:
             f"{demo.STORE_SIMS[store].title} simulator: {env.store.url}  "
             f"(store {env.account}; webhooks to {s.public_url})"
         )
-        click.echo(f"HubSpot simulator: {env.hubspot.url}  (portal {env.portal_id})")
+        click.echo(f"{crm_sim.title} simulator: {env.crm.url}  (account {env.crm_account})")
         if connect:
             connection_id = demo.connect(t, env)
             click.echo(f"connection {connection_id} created; backfill queued (run `flask worker`)")
@@ -661,25 +778,14 @@ def _register_cli(app: Flask) -> None:
         connection_id: int, entity: str, crm_property: str, source_path: str | None, drop: bool
     ) -> None:
         """Map CRM_PROPERTY from SOURCE_PATH (e.g. default_address.city), or --drop it."""
-        from mapping import (
-            DEFAULT_CONTACT_FIELDS,
-            DEFAULT_DEAL_FIELDS,
-            DEFAULT_LINE_ITEM_FIELDS,
-            FieldMapError,
-        )
-        from mapping import apply_overrides as apply
+        from mapping import CRM_SCHEMAS, FieldMapError
 
         if drop == (source_path is not None):
             raise click.UsageError("give either SOURCE_PATH or --drop")
         t = _current()
         _require_schema(t)
-        base = {
-            "contact": DEFAULT_CONTACT_FIELDS,
-            "deal": DEFAULT_DEAL_FIELDS,
-            "line_item": DEFAULT_LINE_ITEM_FIELDS,
-        }
         with transaction(t.sessions) as session:
-            _get_connection(session, connection_id)
+            schema = CRM_SCHEMAS[_get_connection(session, connection_id).crm_platform]
             existing = {
                 row.crm_property: row.source_path
                 for row in session.scalars(
@@ -690,7 +796,7 @@ def _register_cli(app: Flask) -> None:
                 )
             }
             try:
-                apply(base[entity], {**existing, crm_property: source_path})
+                schema.field_map(entity, {**existing, crm_property: source_path})
             except FieldMapError as exc:
                 raise click.ClickException(str(exc)) from None
             row = session.scalar(
@@ -721,8 +827,9 @@ def _register_cli(app: Flask) -> None:
         default="shopify",
         show_default=True,
     )
-    def demo_command(customers: int, orders: int, store: str) -> None:
-        """Seed a simulated store, sync it into a simulated HubSpot, keep it in step, report."""
+    @click.option("--crm", type=click.Choice(sorted(CRMS)), default="hubspot", show_default=True)
+    def demo_command(customers: int, orders: int, store: str, crm: str) -> None:
+        """Seed a simulated store, sync it into a simulated CRM, keep it in step, report."""
         import demo
 
-        sys.exit(demo.run(store=store, customers=customers, orders=orders))
+        sys.exit(demo.run(store=store, crm=crm, customers=customers, orders=orders))

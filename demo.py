@@ -1,11 +1,11 @@
 """The demo, and the harness the end-to-end tests share with it.
 
-``flask demo`` starts a storefront simulator (Shopify, WooCommerce or BigCommerce), HubSpot's,
-and Tandem itself (webhook receiver and workers) in this process, on loopback ports, with a
-throwaway state store; seeds a store, connects it, backfills, simulates live activity through
-signed webhooks (some dropped, some duplicated, so polling has to catch up), waits until HubSpot
-matches the store, and prints what happened. Same connectors, same engine as production: only
-configuration points them at the simulators.
+``flask demo`` starts a storefront simulator (Shopify, WooCommerce or BigCommerce), a CRM's
+(HubSpot, Zoho CRM or Salesforce), and Tandem itself (webhook receiver and workers) in this
+process, on loopback ports, with a throwaway state store; seeds a store, connects it, backfills,
+simulates live activity through signed webhooks (some dropped, some duplicated, so polling has
+to catch up), waits until the CRM matches the store, and prints what happened. Same connectors,
+same engine as production: only configuration points them at the simulators.
 """
 
 from __future__ import annotations
@@ -27,11 +27,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import func, select
 
+from mapping import CRM_SCHEMAS
+from mapping.crm import LAST_NAME_PLACEHOLDER
 from sandbox.bigcommerce import create_app as create_bigcommerce
 from sandbox.hubspot import create_app as create_hubspot
+from sandbox.salesforce import create_app as create_salesforce
 from sandbox.server import RunningServer, serve
 from sandbox.shopify import create_app as create_shopify
 from sandbox.woocommerce import create_app as create_woocommerce
+from sandbox.zoho import create_app as create_zoho
 from sync import migrate
 from sync.db import transaction
 from sync.models import DeadLetter, DeadLetterStatus, InboxEvent, Job, JobStatus, Link
@@ -139,23 +143,103 @@ STORE_SIMS: dict[str, StoreSim] = {
 DEFAULT_KEYS = {"shopify": SHOP, "woocommerce": "tandem-demo", "bigcommerce": "tdemo42"}
 
 
+@dataclass(frozen=True)
+class CrmSim:
+    """How the harness drives one CRM's simulator: how an account is made there, where its
+    control API keeps it, and which Tandem setting points the connector at the simulator."""
+
+    platform: str
+    title: str
+    make_app: Callable[..., Any]
+    create: Callable[[Sandbox, int], dict[str, Any]]  # the body of POST <collection>
+    collection: str  # "/portals" or "/orgs"
+    calls_param: str  # the /calls filter naming the account
+    setting: str  # the Tandem setting that takes the simulator's URL
+
+
+def _create_hubspot(sandbox: Sandbox, limit: int) -> dict[str, Any]:
+    token = f"pat-na1-{secrets.token_hex(16)}"
+    sandbox.crm_credentials = {"access_token": token}
+    # Professional tier: 190 requests per 10 s (https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines)
+    return {
+        "token": token,
+        "portal_id": int(sandbox.crm_account),
+        "name": "Demo",
+        "limits": {"burst": limit},
+    }
+
+
+def _oauth_app(sandbox: Sandbox) -> dict[str, str]:
+    sandbox.crm_credentials = {
+        "client_id": f"1000.{secrets.token_hex(12).upper()}",
+        "client_secret": secrets.token_hex(20),
+        "refresh_token": f"1000.{secrets.token_hex(32)}",
+    }
+    return dict(sandbox.crm_credentials)
+
+
+def _create_zoho(sandbox: Sandbox, limit: int) -> dict[str, Any]:
+    return {"org_id": sandbox.crm_account, "name": "Demo", **_oauth_app(sandbox)}
+
+
+def _create_salesforce(sandbox: Sandbox, limit: int) -> dict[str, Any]:
+    return {"org_id": sandbox.crm_account, "name": "Demo", **_oauth_app(sandbox)}
+
+
+CRM_SIMS: dict[str, CrmSim] = {
+    "hubspot": CrmSim(
+        "hubspot",
+        "HubSpot",
+        create_hubspot,
+        _create_hubspot,
+        "/portals",
+        "portal_id",
+        "hubspot_base_url",
+    ),
+    "zoho": CrmSim(
+        "zoho", "Zoho CRM", create_zoho, _create_zoho, "/orgs", "org_id", "zoho_accounts_url"
+    ),
+    "salesforce": CrmSim(
+        "salesforce",
+        "Salesforce",
+        create_salesforce,
+        _create_salesforce,
+        "/orgs",
+        "org_id",
+        "salesforce_login_url",
+    ),
+}
+# The CRM account each simulator is seeded with: a HubSpot portal id, a Zoho org id (zgid),
+# a Salesforce org id.
+DEFAULT_CRM_ACCOUNTS = {
+    "hubspot": str(PORTAL_ID),
+    "zoho": "764523981",
+    "salesforce": "00D5g000004TANDEM",
+}
+
+
 @dataclass
 class Sandbox:
-    """Running simulators (one storefront, HubSpot) and the accounts made in them."""
+    """Running simulators (one storefront, one CRM) and the accounts made in them."""
 
     platform: str
     store: RunningServer
-    hubspot: RunningServer
+    crm: RunningServer
     key: str  # the store's name in the simulator's control API
     client_secret: str  # the app's secret (Shopify webhook HMAC, BigCommerce client secret)
-    hubspot_token: str
-    portal_id: int
+    crm_platform: str = "hubspot"
+    crm_account: str = str(PORTAL_ID)
     account: str = ""  # the store account as Tandem names it (domain, site URL, store hash)
     credentials: dict[str, str] = field(default_factory=dict)
+    crm_credentials: dict[str, str] = field(default_factory=dict)
 
     @property
     def sim(self) -> StoreSim:
         return STORE_SIMS[self.platform]
+
+    @property
+    def crm_sim(self) -> CrmSim:
+        return CRM_SIMS[self.crm_platform]
 
     def control(self, server: RunningServer, method: str, path: str, **kwargs: Any) -> Any:
         response = requests.request(method, f"{server.url}/_sandbox{path}", timeout=30, **kwargs)
@@ -167,6 +251,12 @@ class Sandbox:
             self.store, method, f"/{self.sim.collection}/{self.key}{path}", **kwargs
         )
 
+    def crm_control(self, method: str, path: str = "", **kwargs: Any) -> Any:
+        """The CRM simulator's control API for this sandbox's account (``path`` below it)."""
+        return self.control(
+            self.crm, method, f"{self.crm_sim.collection}/{self.crm_account}{path}", **kwargs
+        )
+
     def store_dump(self) -> dict[str, Any]:
         """Every record in the platform's own API shape."""
         return self.store_control("GET", "/dump")
@@ -176,7 +266,18 @@ class Sandbox:
         return self.store_control("GET", "/summary")
 
     def crm_dump(self) -> dict[str, Any]:
-        return self.control(self.hubspot, "GET", f"/portals/{self.portal_id}/dump")
+        """Every CRM record in the CRM's own API shape."""
+        return self.crm_control("GET", "/dump")
+
+    def crm_summary(self) -> dict[str, Any]:
+        """The CRM account in the CRM simulators' shared neutral shape (what compare reads)."""
+        return self.crm_control("GET", "/summary")
+
+    def crm_calls(self) -> list[dict[str, Any]]:
+        """The CRM simulator's call log for this sandbox's account."""
+        return self.control(
+            self.crm, "GET", "/calls", params={self.crm_sim.calls_param: self.crm_account}
+        )["calls"]
 
     def subscribe(self, webhook_url: str) -> None:
         """Shopify only: its webhooks are subscribed by the app's configuration, not by
@@ -186,31 +287,38 @@ class Sandbox:
                 "POST", "/webhooks", json={"address": webhook_url, "topics": WEBHOOK_TOPICS}
             )
 
-    def add_store(self, key: str, **changes: Any) -> Sandbox:
-        """A second store of the same platform in the same simulator (same app secret)."""
+    def add_store(self, key: str, *, crm_account: str, **changes: Any) -> Sandbox:
+        """A second store of the same platform in the same simulator (same app secret), with
+        an account of its own in the same CRM simulator."""
         other = Sandbox(
             self.platform,
             self.store,
-            self.hubspot,
+            self.crm,
             key,
             self.client_secret,
-            changes.pop("hubspot_token", f"pat-na1-{secrets.token_hex(16)}"),
-            changes.pop("portal_id", self.portal_id + 1),
+            crm_platform=self.crm_platform,
+            crm_account=crm_account,
         )
         body = self.sim.create(other, self.store.url)
         self.control(self.store, "POST", f"/{self.sim.collection}", json={**body, **changes})
+        other.create_crm_account()
         return other
+
+    def create_crm_account(self, *, limit: int = 190) -> None:
+        body = self.crm_sim.create(self, limit)
+        self.control(self.crm, "POST", self.crm_sim.collection, json=body)
 
     def stop(self) -> None:
         self.store.stop()
-        self.hubspot.stop()
+        self.crm.stop()
 
 
 def start_sandbox(
     *,
     platform: str = "shopify",
+    crm: str = "hubspot",
     store_port: int = 0,
-    hubspot_port: int = 0,
+    crm_port: int = 0,
     customers: int = 500,
     orders: int = 2000,
     seed: int = 7,
@@ -219,7 +327,7 @@ def start_sandbox(
     hubspot_limit: int = 190,
     client_secret: str | None = None,
 ) -> Sandbox:
-    """Start a storefront simulator and HubSpot's, create and seed the store and the portal.
+    """Start a storefront simulator and a CRM's, create and seed the store and the account.
 
     A Shopify shop restores 1000 cost points a second, as a Shopify Plus store does
     (https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits); at the Standard
@@ -228,39 +336,28 @@ def start_sandbox(
     sim = STORE_SIMS[platform]
     store_app = sim.make_app(restore_rate=restore_rate) if platform == "shopify" else sim.make_app()
     store = serve(store_app, port=store_port)
-    hubspot = serve(create_hubspot(), port=hubspot_port)
+    crm_server = serve(CRM_SIMS[crm].make_app(), port=crm_port)
     sandbox = Sandbox(
         platform=platform,
         store=store,
-        hubspot=hubspot,
+        crm=crm_server,
         key=DEFAULT_KEYS[platform],
         client_secret=client_secret or secrets.token_hex(16),
-        hubspot_token=f"pat-na1-{secrets.token_hex(16)}",
-        portal_id=PORTAL_ID,
+        crm_platform=crm,
+        crm_account=DEFAULT_CRM_ACCOUNTS[crm],
     )
     sandbox.control(store, "POST", f"/{sim.collection}", json=sim.create(sandbox, store.url))
     sandbox.store_control(
         "POST", "/seed", json={"customers": customers, "orders": orders, "seed": seed}
     )
-    # Professional tier: 190 requests per 10 s (https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines)
-    sandbox.control(
-        hubspot,
-        "POST",
-        "/portals",
-        json={
-            "token": sandbox.hubspot_token,
-            "portal_id": PORTAL_ID,
-            "name": "Demo",
-            "limits": {"burst": hubspot_limit},
-        },
-    )
+    sandbox.create_crm_account(limit=hubspot_limit)
     if webhook_url:
         sandbox.subscribe(webhook_url)
     return sandbox
 
 
 def connect(t, sandbox: Sandbox, *, backfill: bool = True, public_url: str | None = None) -> int:
-    """Register the sandbox store + portal as a Tandem connection (as `flask connections
+    """Register the sandbox store + CRM account as a Tandem connection (as `flask connections
     create`). ``public_url``: where the store's webhooks reach Tandem's receiver."""
     from app import create_connection
 
@@ -270,8 +367,9 @@ def connect(t, sandbox: Sandbox, *, backfill: bool = True, public_url: str | Non
         store_platform=sandbox.platform,
         store_account=sandbox.account,
         store_credentials=sandbox.credentials,
-        hubspot_token=sandbox.hubspot_token,
-        hubspot_account=str(sandbox.portal_id),
+        crm_platform=sandbox.crm_platform,
+        crm_account=sandbox.crm_account,
+        crm_credentials=sandbox.crm_credentials,
         default_region="US",
         backfill=backfill,
         public_url=public_url,
@@ -280,7 +378,7 @@ def connect(t, sandbox: Sandbox, *, backfill: bool = True, public_url: str | Non
 
 def sandbox_config(sandbox: Sandbox, var_dir: Path, **overrides: Any) -> dict[str, Any]:
     """Tandem settings that point every connector at the simulators."""
-    pointing = {}
+    pointing = {sandbox.crm_sim.setting: sandbox.crm.url}
     if sandbox.sim.setting is not None:
         name, value = sandbox.sim.setting
         pointing[name] = value(sandbox.store.url)
@@ -288,7 +386,6 @@ def sandbox_config(sandbox: Sandbox, var_dir: Path, **overrides: Any) -> dict[st
         "var_dir": var_dir,
         "encryption_keys": Fernet.generate_key().decode(),
         "shopify_client_secret": sandbox.client_secret,
-        "hubspot_base_url": sandbox.hubspot.url,
         "allow_loopback": True,
         "poll_interval_seconds": 3.0,
         "poll_overlap_seconds": 60.0,
@@ -304,7 +401,7 @@ def sandbox_config(sandbox: Sandbox, var_dir: Path, **overrides: Any) -> dict[st
 # ---------------------------------------------------------------------------- comparing
 @dataclass
 class Comparison:
-    """Where HubSpot differs from the store (empty ``problems``: in step)."""
+    """Where the CRM differs from the store (empty ``problems``: in step)."""
 
     problems: list[str] = field(default_factory=list)
     contacts: int = 0
@@ -318,36 +415,37 @@ class Comparison:
         return not self.problems
 
 
-def compare(sandbox: Sandbox) -> Comparison:
-    """Check HubSpot against the store, independently of the engine's own bookkeeping.
+def _name_matches(crm_value: str | None, store_value: str | None, *, required: bool) -> bool:
+    expected = (store_value or "").strip()
+    actual = crm_value or ""
+    # Zoho and Salesforce need a last name: a store customer without one gets the placeholder.
+    return actual == expected or (required and not expected and actual == LAST_NAME_PLACEHOLDER)
 
-    Reads the store simulator's own summary (not Tandem's mapping): every customer with an
-    email is one live contact with that email and name; every order still in the store (not
-    trashed or archived) is one deal, by Tandem's external id, with the order's total,
-    associated to its buyer, with one line item per store line item. Customers without an
-    email cannot be matched by email and are expected as dead letters, not contacts.
+
+def compare(sandbox: Sandbox) -> Comparison:
+    """Check the CRM against the store, independently of the engine's own bookkeeping.
+
+    Reads both simulators' own neutral summaries (not Tandem's mapping): every customer with
+    an email is one live contact with that email and name; every order still in the store
+    (not trashed or archived) is one CRM order record (deal, opportunity), by Tandem's external
+    id, with the order's total, linked to its buyer, with one line item per store line item
+    where the CRM keeps line items. Customers without an email cannot be matched by email and
+    are expected as dead letters, not contacts.
     """
-    store, crm = sandbox.summary(), sandbox.crm_dump()
+    store, crm = sandbox.summary(), sandbox.crm_summary()
     result = Comparison()
-    objects = crm["objects"]
-    live = {
-        t: [r for r in objects.get(t, []) if not r.get("archived")]
-        for t in ("contacts", "deals", "line_items")
-    }
-    result.contacts, result.deals, result.line_items = (
-        len(live[t]) for t in ("contacts", "deals", "line_items")
-    )
-    result.associations = len(crm["associations"])
+    result.contacts, result.deals = len(crm["contacts"]), len(crm["orders"])
+    result.line_items = sum(o["line_items"] or 0 for o in crm["orders"])
+    result.associations = sum(len(o["contact_ids"]) for o in crm["orders"])
+    schema = CRM_SCHEMAS[sandbox.crm_platform]
+    last_name_required = schema.last_name_field in schema.required.get("contact", ())
     contacts_by_email: dict[str, list[dict]] = {}
-    for contact in live["contacts"]:
-        email = (contact["properties"].get("email") or "").lower()
+    for contact in crm["contacts"]:
+        email = (contact.get("email") or "").lower()
         contacts_by_email.setdefault(email, []).append(contact)
     for email, found in contacts_by_email.items():
         if email and len(found) > 1:
             result.problems.append(f"{len(found)} contacts for {email}")
-    links: dict[tuple[str, str], set[str]] = {}
-    for a in crm["associations"]:
-        links.setdefault((a["fromObjectType"], a["fromObjectId"]), set()).add(a["toObjectId"])
 
     customer_email: dict[str, str] = {}
     for customer in store["customers"]:
@@ -360,41 +458,42 @@ def compare(sandbox: Sandbox) -> Comparison:
         if not found:
             result.problems.append(f"customer {customer['id']}: no contact {email}")
             continue
-        props = found[0]["properties"]
-        for ours, theirs in (("firstname", "first_name"), ("lastname", "last_name")):
-            if (props.get(ours) or "") != (customer.get(theirs) or "").strip():
+        contact = found[0]
+        for name, required in (("first_name", False), ("last_name", last_name_required)):
+            if not _name_matches(contact.get(name), customer.get(name), required=required):
                 result.problems.append(
-                    f"customer {customer['id']}: {ours} {props.get(ours)!r} != {customer.get(theirs)!r}"
+                    f"customer {customer['id']}: {name} {contact.get(name)!r} != "
+                    f"{customer.get(name)!r}"
                 )
 
-    deals = {d["properties"].get("tandem_order_id"): d for d in live["deals"]}
-    if len(deals) != len(live["deals"]):
-        result.problems.append("two deals share an external id")
+    orders = {o["external_id"]: o for o in crm["orders"]}
+    if len(orders) != len(crm["orders"]):
+        result.problems.append("two CRM orders share an external id")
     for order in store["orders"]:
         if order["removed"]:
             continue
         key = f"{sandbox.platform}:{sandbox.account}:order:{order['id']}"
-        deal = deals.get(key)
-        if deal is None:
-            result.problems.append(f"order {order['name']}: no deal")
+        found_order = orders.get(key)
+        if found_order is None:
+            result.problems.append(f"order {order['name']}: no {sandbox.crm_sim.title} order")
             continue
         amount = Decimal(order["total"])
-        if Decimal(deal["properties"].get("amount") or "NaN") != amount:
+        if Decimal(str(found_order.get("amount") or "NaN")) != amount:
             result.problems.append(
-                f"order {order['name']}: amount {deal['properties'].get('amount')} != {amount}"
+                f"order {order['name']}: amount {found_order.get('amount')} != {amount}"
             )
-        items = links.get(("deals", deal["id"]), set()) & {li["id"] for li in live["line_items"]}
-        if len(items) != order["line_items"]:
+        items = found_order["line_items"]
+        if items is not None and items != order["line_items"]:
             result.problems.append(
-                f"order {order['name']}: {len(items)} line items, store has {order['line_items']}"
+                f"order {order['name']}: {items} line items, store has {order['line_items']}"
             )
         buyer = (
             customer_email.get(order.get("customer_id") or "") or (order.get("email") or "").lower()
         )
         if buyer and buyer in contacts_by_email:
             contact_ids = {c["id"] for c in contacts_by_email[buyer]}
-            if not links.get(("deals", deal["id"]), set()) & contact_ids:
-                result.problems.append(f"order {order['name']}: deal not associated to {buyer}")
+            if not set(found_order["contact_ids"]) & contact_ids:
+                result.problems.append(f"order {order['name']}: not linked to {buyer}")
     return result
 
 
@@ -449,20 +548,26 @@ def linked_counts(t, connection_id: int) -> dict[str, int]:
 
 # ---------------------------------------------------------------------------- the demo
 def run(
-    *, store: str = "shopify", customers: int = 500, orders: int = 2000, timeout: float = 240.0
+    *,
+    store: str = "shopify",
+    crm: str = "hubspot",
+    customers: int = 500,
+    orders: int = 2000,
+    timeout: float = 240.0,
 ) -> int:
-    """The whole demo; returns the process exit code (0: HubSpot matched the store)."""
+    """The whole demo; returns the process exit code (0: the CRM matched the store)."""
     from app import create_app, tandem_of
 
     console = Console()
     started = time.monotonic()
     phases: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="tandem-demo-") as tmp:
-        title = STORE_SIMS[store].title
+        title, crm_title = STORE_SIMS[store].title, CRM_SIMS[crm].title
         console.print(
-            f"[bold]Tandem demo[/]: a simulated {title} store syncing into a simulated HubSpot\n"
+            f"[bold]Tandem demo[/]: a simulated {title} store syncing into a simulated "
+            f"{crm_title}\n"
         )
-        sandbox = start_sandbox(platform=store, customers=customers, orders=orders)
+        sandbox = start_sandbox(platform=store, crm=crm, customers=customers, orders=orders)
         app = create_app(sandbox_config(sandbox, Path(tmp)))
         t = tandem_of(app)
         migrate.upgrade(t.engine)
@@ -500,11 +605,11 @@ def run(
                 time.monotonic() - started,
             )
             if not converged:
-                console.print("[red]HubSpot did not match the store:[/]")
+                console.print(f"[red]{crm_title} did not match the store:[/]")
                 for problem in comparison.problems[:20]:
                     console.print(f"  - {problem}")
                 return 1
-            console.print("[green bold]HubSpot matches the store.[/]")
+            console.print(f"[green bold]{crm_title} matches the store.[/]")
             return 0
         finally:
             worker.stop()
@@ -563,14 +668,15 @@ def _live_activity(console, sandbox: Sandbox) -> dict[str, Any]:
 
 def _converge(console, sandbox: Sandbox, timeout: float) -> tuple[bool, Comparison]:
     comparison = Comparison(problems=["not compared yet"])
-    with console.status("Waiting until HubSpot matches the store...") as status:
+    crm = sandbox.crm_sim.title
+    with console.status(f"Waiting until {crm} matches the store...") as status:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             comparison = compare(sandbox)
             if comparison.in_step:
                 return True, comparison
             status.update(
-                f"Waiting until HubSpot matches the store: {len(comparison.problems)} differences left"
+                f"Waiting until {crm} matches the store: {len(comparison.problems)} differences left"
             )
             time.sleep(1.0)
     return False, comparison
@@ -580,9 +686,8 @@ def _summary(
     console, t, sandbox: Sandbox, connection_id, comparison: Comparison, live, phases, elapsed
 ) -> None:
     store_calls = sandbox.store_control("GET", "/calls")["calls"]
-    hubspot_calls = sandbox.control(
-        sandbox.hubspot, "GET", "/calls", params={"portal_id": sandbox.portal_id}
-    )["calls"]
+    crm_calls = sandbox.crm_calls()
+    crm = sandbox.crm_sim.title
     deliveries = sandbox.store_control("GET", "/deliveries")["deliveries"]
     with transaction(t.sessions) as session:
         inbox_rows = session.scalar(
@@ -599,10 +704,16 @@ def _summary(
         )
     counts = linked_counts(t, connection_id)
     table = Table(title="Summary", show_header=False)
-    table.add_row(
-        "HubSpot contacts / deals / line items",
-        f"{comparison.contacts} / {comparison.deals} / {comparison.line_items}",
-    )
+    if sandbox.crm_sim.platform == "hubspot":
+        table.add_row(
+            "HubSpot contacts / deals / line items",
+            f"{comparison.contacts} / {comparison.deals} / {comparison.line_items}",
+        )
+    else:
+        table.add_row(
+            f"{crm} contacts / {CRM_SCHEMAS[sandbox.crm_platform].order_object}",
+            f"{comparison.contacts} / {comparison.deals}",
+        )
     table.add_row(
         "records linked (customers / orders / line items)",
         f"{counts.get('customer', 0)} / {counts.get('order', 0)} / {counts.get('line_item', 0)}",
@@ -612,10 +723,10 @@ def _summary(
         f"API calls: {sandbox.sim.title}",
         f"{len(store_calls)}" + (f" (GraphQL cost {cost:.0f} points)" if cost else ""),
     )
-    writes = Counter(c["method"] for c in hubspot_calls)
+    writes = Counter(c["method"] for c in crm_calls)
     table.add_row(
-        "API calls: HubSpot",
-        f"{len(hubspot_calls)} ({', '.join(f'{m} {n}' for m, n in sorted(writes.items()))})",
+        f"API calls: {crm}",
+        f"{len(crm_calls)} ({', '.join(f'{m} {n}' for m, n in sorted(writes.items()))})",
     )
     table.add_row(
         "webhooks sent / stored",

@@ -492,13 +492,14 @@ class Engine:
                 known = item_links.get(item_id)
                 if known is None or known.crm_id != crm_id or plan.link_written is None:
                     item_order.append((crm_id, plan.deal_id))
-        for what, pairs, link in (
-            ("order->contact", order_contact, self.crm.link_orders_to_contacts),
-            ("line item->order", item_order, self.crm.link_line_items_to_orders),
+        for what, pairs, method in (
+            ("order->contact", order_contact, "link_orders_to_contacts"),
+            ("line item->order", item_order, "link_line_items_to_orders"),
         ):
             if not pairs:
                 continue
-            results = link(pairs)
+            # Looked up only when needed: a CRM without such links has no such method.
+            results = getattr(self.crm, method)(pairs)
             out.calls += 1
             by_pair = dict(zip(pairs, results, strict=True))
             for plan in plans:

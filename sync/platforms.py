@@ -15,12 +15,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors import bigcommerce as bigcommerce_connector
 from connectors import hubspot as hubspot_connector
+from connectors import salesforce as salesforce_connector
 from connectors import shopify as shopify_connector
 from connectors import woocommerce as woocommerce_connector
+from connectors import zoho as zoho_connector
 from connectors.http import HttpClient
+from mapping import CUSTOM_PROPERTIES, CrmSchema
+from mapping.salesforce import CONTACT_KEY_FIELD
 from sync.budget import SharedBudget, Signal
 from sync.models import Connection
 from sync.secrets import Vault
+from sync.tokens import SharedTokenCache
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,12 @@ class PlatformConfig:
     shopify_base_url: str = "https://{shop}"
     shopify_api_version: str = "2026-01"
     hubspot_base_url: str = "https://api.hubapi.com"
+    # None: each Zoho connection's data centre decides (connectors.zoho.DATA_CENTRES); a URL
+    # here (a staging host, the sandbox) serves every data centre.
+    zoho_accounts_url: str | None = None
+    salesforce_login_url: str = "https://login.salesforce.com"
+    # Fraction of Salesforce's daily API allocation a backfill leaves untouched.
+    salesforce_daily_reserve: float = 0.2
     bigcommerce_base_url: str = "https://api.bigcommerce.com/stores/{store_hash}"
     allow_loopback: bool = False
     timeout: tuple[float, float] = (5.0, 30.0)
@@ -43,6 +54,10 @@ class PlatformConfig:
     # WooCommerce core has no rate limit [WC-DOCS _introduction.md], but the merchant's host
     # serves its shoppers from the same PHP workers: a polite pace, not the fastest one.
     woocommerce_bucket: tuple[float, float] = (20.0, 5.0)
+    # Zoho and Salesforce meter calls per day and by concurrency, not per second (reference
+    # §3.4, §2.4); the bucket only keeps a steady pace, the daily allocation is the real limit.
+    zoho_bucket: tuple[float, float] = (20.0, 10.0)
+    salesforce_bucket: tuple[float, float] = (50.0, 25.0)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -108,8 +123,12 @@ class Platforms:
         return STORES[connection.store_platform].build(self, session, connection, priority)
 
     def crm(self, session: Session, connection: Connection, *, priority: int = 0):
-        builder: Callable = CRMS[connection.crm_platform]
-        return builder(self, session, connection, priority)
+        """The CRM connector of ``connection``. Raises SecretsError or ConfigurationError."""
+        return CRMS[connection.crm_platform].build(self, session, connection, priority)
+
+    def tokens(self, platform: str, account: str) -> SharedTokenCache:
+        """The shared access-token cache of one CRM account."""
+        return SharedTokenCache(self.sessions, self.vault, f"{platform}:{account}")
 
 
 def _shopify(platforms: Platforms, session: Session, connection: Connection, priority: int):
@@ -191,6 +210,124 @@ def _hubspot(platforms: Platforms, session: Session, connection: Connection, pri
     )
 
 
+def _zoho(platforms: Platforms, session: Session, connection: Connection, priority: int):
+    vault, settings = platforms.vault, connection.settings or {}
+    secrets = {
+        kind: vault.get(session, connection.id, "crm", kind)
+        for kind in ("client_id", "client_secret", "refresh_token")
+    }
+    limit = settings.get("daily_credits")
+
+    def signal(response: requests.Response) -> Signal | None:
+        remaining = zoho_connector.credits_remaining(response)
+        if remaining is None:
+            return None
+        return Signal(daily_remaining=remaining, daily_limit=limit)
+
+    capacity, refill = platforms.config.zoho_bucket
+    budget = SharedBudget(
+        platforms.sessions,
+        f"zoho:{connection.crm_account}",
+        capacity=capacity,
+        refill_per_second=refill,
+        priority=priority,
+        signal=signal,
+    )
+    http = platforms._client(zoho_connector.ZOHO_POLICY, budget, secrets["client_secret"])
+    accounts_url = platforms.config.zoho_accounts_url or zoho_connector.accounts_url_for(
+        settings.get("dc", "com")
+    )
+    return zoho_connector.ZohoConnector(
+        http=http,
+        tokens=platforms.tokens("zoho", connection.crm_account),
+        accounts_url=accounts_url,
+        **secrets,
+    )
+
+
+def _salesforce_signal(response: requests.Response) -> Signal | None:
+    usage = salesforce_connector.api_usage(response)
+    if usage is None:
+        return None
+    used, allocation = usage
+    return Signal(daily_remaining=max(allocation - used, 0), daily_limit=allocation)
+
+
+def _salesforce(platforms: Platforms, session: Session, connection: Connection, priority: int):
+    vault, settings = platforms.vault, connection.settings or {}
+    client_id = vault.get(session, connection.id, "crm", "client_id")
+    auth: dict[str, str | None] = {}
+    if settings.get("jwt_username"):
+        auth["jwt_username"] = settings["jwt_username"]
+        auth["jwt_private_key"] = vault.get(session, connection.id, "crm", "jwt_private_key")
+    else:
+        auth["client_secret"] = vault.get(session, connection.id, "crm", "client_secret")
+        auth["refresh_token"] = vault.get(session, connection.id, "crm", "refresh_token")
+    capacity, refill = platforms.config.salesforce_bucket
+    budget = SharedBudget(
+        platforms.sessions,
+        f"salesforce:{connection.crm_account}",
+        capacity=capacity,
+        refill_per_second=refill,
+        priority=priority,
+        signal=_salesforce_signal,
+        daily_reserve=float(
+            settings.get("daily_reserve", platforms.config.salesforce_daily_reserve)
+        ),
+    )
+    http = platforms._client(salesforce_connector.SALESFORCE_POLICY, budget, client_id)
+    return salesforce_connector.SalesforceConnector(
+        http=http,
+        tokens=platforms.tokens("salesforce", connection.crm_account),
+        login_url=settings.get("login_url") or platforms.config.salesforce_login_url,
+        client_id=client_id,
+        **auth,
+    )
+
+
+def written_fields(schema: CrmSchema) -> dict[str, list[str]]:
+    """Per CRM object, every field the default maps write (what the org must have)."""
+    contact = list(schema.contact_fields)
+    order = list(schema.order_fields)
+    if schema.order_contact_field:
+        order.append(schema.order_contact_field)
+    return {schema.contact_object: contact, schema.order_object: order}
+
+
+def _prepare_hubspot(connector: Any, schema: CrmSchema) -> None:
+    # HubSpot lets an app create its own properties, so Tandem does (idempotent).
+    connector.ensure_properties(CUSTOM_PROPERTIES)
+
+
+def _prepare_zoho(connector: Any, schema: CrmSchema) -> None:
+    # Zoho's custom fields are made by the org's admin (see README); check them now.
+    connector.prepare(written_fields(schema), unique={schema.order_object: schema.order_key})
+
+
+def _prepare_salesforce(connector: Any, schema: CrmSchema) -> None:
+    required = written_fields(schema)
+    required["OpportunityContactRole"] = ["OpportunityId", "ContactId", "IsPrimary"]
+    connector.prepare(
+        required,
+        external_ids={
+            schema.contact_object: CONTACT_KEY_FIELD,
+            schema.order_object: schema.order_key,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class CrmPlatform:
+    """What Tandem needs to know to connect an account of one CRM."""
+
+    build: Callable
+    # Checks (or creates, where the CRM lets an app) what the field maps write; raises
+    # ConfigurationError naming whatever is missing.
+    prepare: Callable[[Any, CrmSchema], None]
+    # Kept encrypted under the "crm" side; alternatives are separate tuples (any one will do).
+    credentials: tuple[tuple[str, ...], ...]
+
+
 @dataclass(frozen=True)
 class StorePlatform:
     """What Tandem needs to know to connect a store of one platform."""
@@ -221,4 +358,12 @@ STORES: dict[str, StorePlatform] = {
         "/webhooks/bigcommerce",
     ),
 }
-CRMS: dict[str, Callable] = {"hubspot": _hubspot}
+CRMS: dict[str, CrmPlatform] = {
+    "hubspot": CrmPlatform(_hubspot, _prepare_hubspot, (("access_token",),)),
+    "zoho": CrmPlatform(_zoho, _prepare_zoho, (("client_id", "client_secret", "refresh_token"),)),
+    "salesforce": CrmPlatform(
+        _salesforce,
+        _prepare_salesforce,
+        (("client_id", "client_secret", "refresh_token"), ("client_id", "jwt_private_key")),
+    ),
+}

@@ -1012,6 +1012,14 @@ def _control(sim: Simulator) -> Blueprint:
                 return fail(404, f"no portal {portal_id}")
             return _json(account.portal.dump())
 
+    @bp.get("/portals/<int:portal_id>/summary")
+    def summary(portal_id: int) -> Response:
+        with sim.lock:
+            account = account_or_none(portal_id)
+            if account is None:
+                return fail(404, f"no portal {portal_id}")
+            return _json(account.portal.summary())
+
     @bp.get("/portals/<int:portal_id>/counters")
     def counters(portal_id: int) -> Response:
         with sim.lock:

@@ -916,6 +916,45 @@ class Portal:
             "customProperties": custom,
         }
 
+    def summary(self) -> dict:
+        """The portal in the CRM-neutral shape every CRM simulator's ``/summary`` shares (what
+        the demo and the end-to-end tests compare with the store): live contacts, and live
+        deals as orders with their contacts and their number of live line items."""
+
+        def linked(deal: Record, to_type: str) -> list[str]:
+            return [
+                str(i)
+                for (t, i) in sorted(self._assoc.get(("deals", deal.id), {}))
+                if t == to_type and self.get(t, i) is not None
+            ]
+
+        return {
+            "contacts": [
+                {
+                    "id": str(c.id),
+                    "email": c.properties.get("email"),
+                    "first_name": c.properties.get("firstname"),
+                    "last_name": c.properties.get("lastname"),
+                }
+                for c in _live(self.records["contacts"])
+            ],
+            "orders": [
+                {
+                    "id": str(d.id),
+                    "external_id": d.properties.get("tandem_order_id"),
+                    "amount": d.properties.get("amount"),
+                    "currency": d.properties.get("deal_currency_code"),
+                    "contact_ids": linked(d, "contacts"),
+                    "line_items": len(linked(d, "line_items")),
+                }
+                for d in _live(self.records["deals"])
+            ],
+        }
+
+
+def _live(records: Mapping[int, Record]) -> list[Record]:
+    return [r for _, r in sorted(records.items()) if not r.archived]
+
 
 def _not_found(object_type: str, object_id: object) -> InputError:
     singular = OBJECT_TYPES[object_type].singular

@@ -27,7 +27,7 @@ def test_refused_records_are_dead_lettered_then_replayed(tmp_path, partial_mode)
         ][:2]
         emails = [c["defaultEmailAddress"]["emailAddress"].lower() for c in refused]
         run.sandbox.control(
-            run.sandbox.hubspot,
+            run.sandbox.crm,
             "POST",
             "/knobs",
             json={
@@ -56,7 +56,7 @@ def test_refused_records_are_dead_lettered_then_replayed(tmp_path, partial_mode)
         assert problems and all(any(e in p for e in emails) or "order" in p for p in problems)
 
         run.sandbox.control(
-            run.sandbox.hubspot,
+            run.sandbox.crm,
             "POST",
             "/knobs",
             json={"fault_values": [], "error_5xx_rate": 0.0, "random_429_rate": 0.0},

@@ -76,9 +76,7 @@ def converge(sandbox, timeout=90.0):
 
 
 def hubspot_writes(sandbox):
-    calls = sandbox.control(
-        sandbox.hubspot, "GET", "/calls", params={"portal_id": sandbox.portal_id}
-    )["calls"]
+    calls = sandbox.crm_calls()
     return [
         c
         for c in calls
@@ -367,9 +365,7 @@ def test_sigkill_mid_backfill_loses_nothing_and_duplicates_nothing(tmp_path, bac
             == len(set(line_item_keys))
             == sum(len(o["lineItems"]["nodes"]) for o in store["orders"])
         )
-        counters = run.sandbox.control(
-            run.sandbox.hubspot, "GET", f"/portals/{run.sandbox.portal_id}/counters"
-        )
+        counters = run.sandbox.crm_control("GET", "/counters")
         # Every deal was created once; the repeats after the crash were updates.
         assert counters["objects"]["deals"]["creates"] == len(store["orders"])
     finally:

@@ -18,18 +18,12 @@ def test_two_connections_never_see_each_others_records(tmp_path):
         # One app, so one client secret for every shop's webhooks; each shop its own token.
         second = first.add_store(
             "second-store.myshopify.com",
-            portal_id=4343,
+            crm_account="4343",
             currency="EUR",
             country="DE",
             timezone="Europe/Berlin",
         )
         second.store_control("POST", "/seed", json={"customers": 15, "orders": 30, "seed": 9})
-        first.control(
-            first.hubspot,
-            "POST",
-            "/portals",
-            json={"token": second.hubspot_token, "portal_id": second.portal_id},
-        )
         second.subscribe(f"{run.receiver.url}/webhooks/shopify")
         one = demo.connect(run.t, first)
         two = create_connection(
@@ -38,8 +32,8 @@ def test_two_connections_never_see_each_others_records(tmp_path):
             store_platform="shopify",
             store_account=second.account,
             store_credentials=second.credentials,
-            hubspot_token=second.hubspot_token,
-            hubspot_account=str(second.portal_id),
+            crm_account=second.crm_account,
+            crm_credentials=second.crm_credentials,
             default_region="DE",
         )
         for connection_id in (one, two):
@@ -57,7 +51,7 @@ def test_two_connections_never_see_each_others_records(tmp_path):
             assert deals and all(
                 d["properties"]["tandem_order_id"].startswith(f"shopify:{sandbox.account}:")
                 for d in deals
-            ), f"portal {sandbox.portal_id} holds another store's orders"
+            ), f"portal {sandbox.crm_account} holds another store's orders"
             other_emails = {(c["email"] or "").lower() for c in other.summary()["customers"]} - {""}
             own_emails = {(c["email"] or "").lower() for c in sandbox.summary()["customers"]}
             contacts = {

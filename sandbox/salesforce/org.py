@@ -1,0 +1,413 @@
+"""One simulated Salesforce org: its records, users, sessions, API usage and query cursors, and
+the save rules the REST API enforces. Nothing here knows about HTTP; the simulator's lock
+guards every call.
+
+Facts (shared/reference/api-crms.md section 2, sources there; the error codes are from
+SF-REST errorcodes.htm, the message texts are Salesforce's as commonly seen, UNCONFIRMED word
+for word):
+- REQUIRED_FIELD_MISSING "Required fields are missing: [LastName]" with ``fields``;
+- INVALID_FIELD for a field the object does not have; INVALID_FIELD_FOR_INSERT_UPDATE for one
+  field-level security makes read-only;
+- DUPLICATE_VALUE "duplicate value found: <field> duplicates value on record with id: <id>";
+- ENTITY_IS_DELETED for a deleted record, INVALID_CROSS_REFERENCE_KEY for an id that names
+  nothing, MALFORMED_ID for text that is not an id;
+- a value of the wrong JSON type fails the whole request with JSON_PARSER_ERROR ("Cannot
+  deserialize instance of ..."), as Salesforce's deserializer does (UNCONFIRMED for every type).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sandbox.salesforce.schema import (
+    DEFAULT_CURRENCIES,
+    NUMBER_TYPES,
+    REFERENCE_FIELDS,
+    STRING_TYPES,
+    FieldSpec,
+    SObjectSpec,
+    make_id,
+    sf_datetime,
+    to_18,
+)
+
+DAY_SECONDS = 86_400
+CURSOR_IDLE_SECONDS = 15 * 60  # query locators expire when idle ~15 min (UNCONFIRMED)
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+SYSTEM_NAMES = frozenset(
+    {"Id", "IsDeleted", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById",
+     "SystemModstamp"}
+)  # fmt: skip
+
+
+class ApiError(Exception):
+    """The whole request fails with ``status`` and Salesforce's error array."""
+
+    def __init__(self, status: int, code: str, message: str, fields: list[str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.errors = [{"message": message, "errorCode": code, "fields": fields or []}]
+
+
+@dataclass(frozen=True)
+class RecordError:
+    """One record of a write is refused."""
+
+    code: str
+    message: str
+    fields: tuple[str, ...] = ()
+
+
+@dataclass
+class Record:
+    sobject: str
+    id: str
+    values: dict[str, Any]
+
+    @property
+    def deleted(self) -> bool:
+        return bool(self.values.get("IsDeleted"))
+
+
+@dataclass
+class Session:
+    org_id: str
+    issued: float
+    last_used: float
+    generation: int
+
+
+@dataclass
+class Cursor:
+    """A query's rows as of the query (a snapshot), handed out ``batch`` at a time."""
+
+    rows: list[dict]
+    last_used: float
+    batch: int
+
+
+@dataclass
+class Org:
+    org_id: str
+    name: str
+    client_id: str
+    client_secret: str
+    refresh_token: str
+    schema: dict[str, SObjectSpec]
+    jwt_username: str | None = None
+    jwt_public_key_pem: str | None = None
+    session_seconds: float = 7200.0
+    session_sliding: bool = False
+    daily_limit: int = 100_000
+    multi_currency: bool = True
+    currencies: tuple[str, ...] = DEFAULT_CURRENCIES
+    instance_url: str | None = None  # override the token response's instance_url
+    records: dict[str, dict[str, Record]] = field(default_factory=dict)
+    serial: int = 0
+    generation: int = 0
+    usage: deque = field(default_factory=deque)  # (epoch second, count) buckets
+    cursors: dict[str, Cursor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in self.schema:
+            self.records.setdefault(name, {})
+        self.integration_user = make_id("005", 1)
+        self.rep_user = make_id("005", 2)
+
+    # ------------------------------------------------------------------ usage
+
+    def used(self, now: float) -> int:
+        while self.usage and self.usage[0][0] <= now - DAY_SECONDS:
+            self.usage.popleft()
+        return sum(n for _, n in self.usage)
+
+    def count_call(self, now: float) -> None:
+        if self.usage and self.usage[-1][0] == int(now):
+            self.usage[-1] = (int(now), self.usage[-1][1] + 1)
+        else:
+            self.usage.append((int(now), 1))
+
+    def set_used(self, used: int, now: float) -> None:
+        """Pretend ``used`` calls were made just now (they leave the window in 24 h)."""
+        self.usage = deque([(int(now), used)] if used else [])
+
+    # ------------------------------------------------------------------ lookups
+
+    def spec(self, name: str) -> SObjectSpec:
+        spec = next((s for n, s in self.schema.items() if n.lower() == name.lower()), None)
+        if spec is None:
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        return spec
+
+    def find(self, record_id: object) -> Record | None:
+        full = to_18(str(record_id)) if isinstance(record_id, str) else None
+        if full is None:
+            return None
+        for spec in self.schema.values():
+            if full.startswith(spec.key_prefix):
+                return self.records[spec.name].get(full)
+        return None
+
+    def live(self, sobject: str) -> list[Record]:
+        return [r for r in self.records[sobject].values() if not r.deleted]
+
+    def by_value(self, sobject: str, field_name: str, value: object) -> list[Record]:
+        wanted = str(value).lower()
+        return [
+            r
+            for r in self.live(sobject)
+            if r.values.get(field_name) is not None and str(r.values[field_name]).lower() == wanted
+        ]
+
+    def snapshot(self) -> tuple[dict, int]:
+        return copy.deepcopy(self.records), self.serial
+
+    def restore(self, state: tuple[dict, int]) -> None:
+        self.records, self.serial = state
+
+    # ------------------------------------------------------------------ saving
+
+    def check(
+        self,
+        spec: SObjectSpec,
+        body: Mapping[str, Any],
+        *,
+        existing: Record | None,
+        faults: frozenset[str],
+    ) -> dict[str, Any] | list[RecordError]:
+        """The field changes ``body`` makes, or why the record is refused. Raises ApiError for
+        a value Salesforce could not even deserialize."""
+        errors: list[RecordError] = []
+        changes: dict[str, Any] = {}
+        for key, value in body.items():
+            if key == "attributes" or (key.lower() == "id" and existing is not None):
+                continue
+            spec_field = spec.field(key)
+            if spec_field is None:
+                errors.append(
+                    RecordError(
+                        "INVALID_FIELD",
+                        f"No such column '{key}' on sobject of type {spec.name}",
+                        (key,),
+                    )
+                )
+                continue
+            allowed = spec_field.updateable if existing is not None else spec_field.createable
+            if not allowed:
+                errors.append(
+                    RecordError(
+                        "INVALID_FIELD_FOR_INSERT_UPDATE",
+                        f"Unable to create/update fields: {spec_field.name}. Please check the "
+                        "security settings of this field and verify that it is read/write for "
+                        "your profile or permission set.",
+                        (spec_field.name,),
+                    )
+                )
+                continue
+            problem = self._value_problem(spec_field, value)
+            if problem is not None:
+                errors.append(problem)
+                continue
+            if isinstance(value, str) and value.strip().lower() in faults:
+                errors.append(
+                    RecordError(
+                        "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                        "Sandbox validation rule: this value is refused",
+                    )
+                )
+                continue
+            changes[spec_field.name] = _stored(spec_field, value)
+        if errors:
+            return errors
+        merged = {**(existing.values if existing else {}), **changes}
+        missing = [name for name in spec.required if merged.get(name) in (None, "")]
+        if missing:
+            return [
+                RecordError(
+                    "REQUIRED_FIELD_MISSING",
+                    f"Required fields are missing: [{', '.join(missing)}]",
+                    tuple(missing),
+                )
+            ]
+        for spec_field in spec.fields:
+            if not spec_field.unique or changes.get(spec_field.name) in (None, ""):
+                continue
+            clash = [
+                r
+                for r in self.by_value(spec.name, spec_field.name, changes[spec_field.name])
+                if existing is None or r.id != existing.id
+            ]
+            if clash:
+                return [
+                    RecordError(
+                        "DUPLICATE_VALUE",
+                        f"duplicate value found: {spec_field.name} duplicates value on record "
+                        f"with id: {clash[0].id}",
+                    )
+                ]
+        return changes
+
+    def _value_problem(self, spec_field: FieldSpec, value: Any) -> RecordError | None:
+        name, kind = spec_field.name, spec_field.type
+        if value is None:
+            if not spec_field.nillable:
+                return RecordError(
+                    "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{name}]", (name,)
+                )
+            return None
+        if kind in STRING_TYPES or kind in ("id", "reference"):
+            if not isinstance(value, str):
+                _undeserializable(kind, value)
+            if spec_field.length and len(value) > spec_field.length:
+                return RecordError(
+                    "STRING_TOO_LONG",
+                    f"{name}: data value too large: {value[:40]} (max length={spec_field.length})",
+                    (name,),
+                )
+            if kind == "email" and value and not _EMAIL.match(value):
+                return RecordError(
+                    "INVALID_EMAIL_ADDRESS", f"{name}: invalid email address: {value}", (name,)
+                )
+            if name == "CurrencyIsoCode" and value not in self.currencies:
+                return RecordError(
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    f"Currency ISO Code: invalid currency code: {value}",
+                    (name,),
+                )
+            if kind == "reference" and name in REFERENCE_FIELDS:
+                return self._reference_problem(spec_field, value)
+            return None
+        if kind == "boolean":
+            if not isinstance(value, bool):
+                _undeserializable(kind, value)
+            return None
+        if kind in NUMBER_TYPES:
+            if isinstance(value, bool) or not isinstance(value, int | Decimal):
+                _undeserializable(kind, value)
+            return None
+        if kind == "date":
+            if not isinstance(value, str):
+                _undeserializable(kind, value)
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                _undeserializable(kind, value)
+            if len(value) != 10:
+                _undeserializable(kind, value)
+            return None
+        return None
+
+    def _reference_problem(self, spec_field: FieldSpec, value: str) -> RecordError | None:
+        if to_18(value) is None:
+            return RecordError(
+                "MALFORMED_ID",
+                f"{spec_field.name}: id value of incorrect type: {value}",
+                (spec_field.name,),
+            )
+        target = self.find(value)
+        if target is None or target.deleted or target.sobject != REFERENCE_FIELDS[spec_field.name]:
+            return RecordError(
+                "INVALID_CROSS_REFERENCE_KEY",
+                "invalid cross reference id",
+                (spec_field.name,),
+            )
+        return None
+
+    def create(self, spec: SObjectSpec, changes: dict[str, Any], now: float, user: str) -> Record:
+        self.serial += 1
+        record_id = make_id(spec.key_prefix, self.serial)
+        values: dict[str, Any] = {f.name: None for f in spec.fields}
+        for spec_field in spec.fields:
+            if spec_field.type == "boolean" and not spec_field.nillable:
+                values[spec_field.name] = False
+        if "CurrencyIsoCode" in values:
+            values["CurrencyIsoCode"] = self.currencies[0]
+        if "OwnerId" in values:
+            values["OwnerId"] = user
+        stamp = int(now)
+        values.update(
+            Id=record_id,
+            IsDeleted=False,
+            CreatedDate=stamp,
+            CreatedById=user,
+            LastModifiedDate=stamp,
+            LastModifiedById=user,
+            SystemModstamp=stamp,
+        )
+        values.update(changes)
+        record = Record(spec.name, record_id, values)
+        self.records[spec.name][record_id] = record
+        self._after_save(record, changes, now, user)
+        return record
+
+    def update(self, record: Record, changes: dict[str, Any], now: float, user: str) -> None:
+        # Every save bumps the audit fields, even one that changes nothing (SF-OBJREF).
+        record.values.update(changes)
+        record.values.update(
+            LastModifiedDate=int(now), LastModifiedById=user, SystemModstamp=int(now)
+        )
+        self._after_save(record, changes, now, user)
+
+    def _after_save(self, record: Record, changes: dict[str, Any], now: float, user: str) -> None:
+        # One primary contact role per opportunity: a new primary demotes the others.
+        if record.sobject == "OpportunityContactRole" and changes.get("IsPrimary") is True:
+            for other in self.live("OpportunityContactRole"):
+                if (
+                    other.id != record.id
+                    and other.values["OpportunityId"] == record.values["OpportunityId"]
+                    and other.values["IsPrimary"]
+                ):
+                    other.values.update(IsPrimary=False, SystemModstamp=int(now))
+
+    def delete(self, record: Record, now: float, user: str) -> None:
+        """Move to the recycle bin; contact roles go with their contact or opportunity."""
+        record.values.update(IsDeleted=True, SystemModstamp=int(now), LastModifiedById=user)
+        if record.sobject in ("Contact", "Opportunity"):
+            link = "ContactId" if record.sobject == "Contact" else "OpportunityId"
+            for role in self.live("OpportunityContactRole"):
+                if role.values[link] == record.id:
+                    role.values.update(IsDeleted=True, SystemModstamp=int(now))
+
+    # ------------------------------------------------------------------ reading
+
+    def render(self, record: Record, version: str, names: list[str] | None = None) -> dict:
+        spec = self.schema[record.sobject]
+        wanted = [f for f in spec.fields if names is None or f.name in names]
+        if names is not None:
+            wanted.sort(key=lambda f: names.index(f.name))
+        out: dict[str, Any] = {
+            "attributes": {
+                "type": record.sobject,
+                "url": f"/services/data/{version}/sobjects/{record.sobject}/{record.id}",
+            }
+        }
+        for spec_field in wanted:
+            value = record.values.get(spec_field.name)
+            if spec_field.type == "datetime" and value is not None:
+                value = sf_datetime(value)
+            out[spec_field.name] = value
+        return out
+
+
+def _stored(spec_field: FieldSpec, value: Any) -> Any:
+    if spec_field.type in NUMBER_TYPES and isinstance(value, int):
+        return Decimal(value)
+    if spec_field.type in ("reference", "id") and isinstance(value, str):
+        return to_18(value) or value
+    return value
+
+
+def _undeserializable(kind: str, value: Any) -> None:
+    raise ApiError(
+        400,
+        "JSON_PARSER_ERROR",
+        f"Cannot deserialize instance of {kind} from {type(value).__name__} value {value!r} "
+        "or request may be missing a required field",
+    )

@@ -1,0 +1,663 @@
+"""One simulated Zoho CRM org: its fields, records, unique indexes, and the rules the record
+APIs enforce (types, mandatory and unique fields, upsert matching, paging).
+
+Nothing here knows about HTTP; ``sandbox.zoho.app`` turns :class:`ApiError` into Zoho's
+top-level error body and per-record result dicts into ``{"data": [...]}``. The simulator's lock
+guards every call. Facts and sources (shared/reference/api-crms.md section 3):
+- per-record results in input order, ``{code, details, message, status}``; success details
+  ``{id, Created_Time, Modified_Time, Created_By, Modified_By}``; upsert adds ``action`` and
+  ``duplicate_field``: https://www.zoho.com/crm/developer/docs/api/v8/upsert-records.html
+- ``MANDATORY_NOT_FOUND`` with ``{api_name, json_path}``; ``INVALID_DATA``;
+  https://www.zoho.com/crm/developer/docs/api/v8/insert-records.html
+- ``DUPLICATE_DATA`` with ``details.duplicate_record {id, Owner, module}``: zoho/crm-oas
+  createRecords 400 duplicate-data example
+- an id that does not exist: ``INVALID_DATA``, ``api_name: "id"``, "the id given seems to be
+  invalid" (update-records.html examples)
+- paging: ``per_page`` <= 200, ``page`` only within the first 2,000 records, then
+  ``page_token`` (bound to the query, 24 h, up to 100,000 records); ``fields`` mandatory;
+  ``If-Modified-Since``: https://www.zoho.com/crm/developer/docs/api/v8/get-records.html
+- datetimes ISO 8601 with offset and no milliseconds; ids long numeric strings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sandbox.zoho.schema import (
+    DEFAULT_CURRENCIES,
+    JSON_TYPES,
+    MODULES,
+    SYSTEM_DUPLICATE_CHECK,
+    SYSTEM_FIELDS,
+    FieldSpec,
+    User,
+    default_fields,
+)
+
+MAX_PER_PAGE = 200
+DISCRETE_PAGE_LIMIT = 2_000  # records reachable with ``page`` alone
+TOKEN_PAGE_LIMIT = 100_000  # records reachable with ``page_token``
+PAGE_TOKEN_TTL = 24 * 3600
+MAX_FIELDS = 50
+MAX_IDS = 100
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class ApiError(Exception):
+    """The whole request fails: HTTP ``status`` and Zoho's ``{code, details, message}``."""
+
+    def __init__(
+        self, status: int, code: str, message: str, details: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = dict(details or {})
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "details": self.details,
+            "message": self.message,
+            "status": "error",
+        }
+
+
+def record_error(code: str, message: str, **details: Any) -> dict[str, Any]:
+    return {"code": code, "details": details, "message": message, "status": "error"}
+
+
+class _Refused(Exception):
+    """One record of a write is refused; carries its per-record result."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        super().__init__(result["code"])
+        self.result = result
+
+
+@dataclass
+class Record:
+    id: str
+    module: str
+    values: dict[str, Any]  # lookups and owners stored as the id string
+    created: int  # epoch seconds (Zoho shows no milliseconds)
+    modified: int
+    created_by: str
+    modified_by: str
+    deleted: bool = False
+
+
+@dataclass
+class PageToken:
+    bound_to: tuple
+    offset: int
+    expires_at: float
+
+
+@dataclass
+class WriteOptions:
+    """Per-call switches the simulator's knobs decide."""
+
+    faults: frozenset[str] = frozenset()
+    unknown_fields: str = "error"  # "error": INVALID_DATA; "ignore": dropped silently
+    by: str = "integration"  # which user writes: "integration" (API) or "rep" (the UI)
+
+
+def iso(epoch: int, zone: ZoneInfo) -> str:
+    """``2026-05-02T11:17:33+05:30``: the org's offset, no milliseconds."""
+    return datetime.fromtimestamp(epoch, tz=zone).replace(microsecond=0).isoformat()
+
+
+class Org:
+    """A Zoho CRM org's data. ``now`` (epoch seconds) is passed in by the caller."""
+
+    def __init__(
+        self,
+        org_id: str,
+        *,
+        id_prefix: int,
+        custom_fields: bool = True,
+        time_zone: str = "Asia/Kolkata",
+        currencies: Sequence[str] = DEFAULT_CURRENCIES,
+        extra_unique: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        self.org_id = org_id
+        self.zone = ZoneInfo(time_zone)
+        self.currencies = tuple(currencies)
+        self.fields: dict[str, dict[str, FieldSpec]] = {
+            m: default_fields(m, custom_fields=custom_fields) for m in MODULES
+        }
+        for module, names in (extra_unique or {}).items():
+            for name in names:
+                self.fields[module][name] = replace(self.field(module, name), unique=True)
+        self.records: dict[str, dict[str, Record]] = {m: {} for m in MODULES}
+        self._id_prefix = id_prefix  # 7 digits: ids are 19-digit numeric strings
+        self._next = 1_000_001
+        self.users = {
+            "integration": User(
+                self._new_id(), "Tandem Integration", f"integration@org{org_id}.example"
+            ),
+            "rep": User(self._new_id(), "Riya Sales", f"riya.sales@org{org_id}.example"),
+        }
+        self._users_by_id = {u.id: u for u in self.users.values()}
+        self.field_ids = {
+            (m, name): self._new_id() for m, specs in self.fields.items() for name in specs
+        }
+        self.writes = {m: {"inserts": 0, "updates": 0, "deletes": 0} for m in MODULES}
+
+    # ----------------------------------------------------------------- metadata
+
+    def module(self, name: str) -> str:
+        if name not in self.fields:
+            raise ApiError(
+                400,
+                "INVALID_MODULE",
+                "the module name given seems to be invalid",
+                {"resource_path_index": 0},
+            )
+        return name
+
+    def field(self, module: str, name: str) -> FieldSpec:
+        spec = self.fields[self.module(module)].get(name)
+        if spec is None:
+            raise ValueError(f"{module} has no field {name}")
+        return spec
+
+    def field_json(self, module: str, spec: FieldSpec) -> dict[str, Any]:
+        lookup: dict[str, Any] = {}
+        if spec.lookup_module:
+            lookup = {
+                "module": {
+                    "api_name": spec.lookup_module,
+                    "id": self._module_id(spec.lookup_module),
+                },
+                "display_label": spec.lookup_module,
+            }
+        return {
+            "api_name": spec.api_name,
+            "field_label": spec.label,
+            "display_label": spec.label,
+            "id": self.field_ids[(module, spec.api_name)],
+            "data_type": spec.data_type,
+            "json_type": JSON_TYPES[spec.data_type],
+            "custom_field": spec.custom,
+            "system_mandatory": spec.mandatory,
+            "read_only": spec.read_only,
+            "field_read_only": spec.read_only,
+            "length": spec.length,
+            # crm-oas fields.json: ``unique`` is an object, ``{casesensitive}`` on unique fields
+            # and ``{}`` on the others.
+            "unique": {"casesensitive": str(spec.case_sensitive).lower()} if spec.unique else {},
+            "lookup": lookup,
+            "pick_list_values": [
+                {"display_value": v, "actual_value": v, "sequence_number": i + 1}
+                for i, v in enumerate(
+                    self.currencies if spec.api_name == "Currency" else spec.picklist
+                )
+            ],
+            "currency": {"rounding_option": "normal", "precision": 2}
+            if spec.data_type == "currency"
+            else {},
+        }
+
+    def _module_id(self, module: str) -> str:
+        return f"{self._id_prefix}{MODULES.index(module) + 1:012d}"
+
+    def _new_id(self) -> str:
+        self._next += 1
+        return f"{self._id_prefix}{self._next:012d}"
+
+    # ----------------------------------------------------------------- rendering
+
+    def user(self, key_or_id: str) -> User:
+        return self.users.get(key_or_id) or self._users_by_id[key_or_id]
+
+    def render(self, record: Record, names: Iterable[str] | None = None) -> dict[str, Any]:
+        """A record as GET returns it: ``id`` plus the requested fields (all when None)."""
+        specs = self.fields[record.module]
+        wanted = list(specs) if names is None else [n for n in names if n in specs]
+        out: dict[str, Any] = {"id": record.id}
+        for name in wanted:
+            out[name] = self._value(record, specs[name])
+        if names is None:
+            out["$approved"] = True
+            out["$editable"] = True
+        return out
+
+    def _value(self, record: Record, spec: FieldSpec) -> Any:
+        name = spec.api_name
+        if name == "Created_Time":
+            return iso(record.created, self.zone)
+        if name == "Modified_Time":
+            return iso(record.modified, self.zone)
+        if name == "Created_By":
+            return self.user(record.created_by).lookup()
+        if name == "Modified_By":
+            return self.user(record.modified_by).lookup()
+        if name == "Full_Name":
+            parts = [record.values.get("First_Name"), record.values.get("Last_Name")]
+            return " ".join(p for p in parts if p) or None
+        raw = record.values.get(name)
+        if raw is None:
+            return None
+        if spec.data_type == "ownerlookup":
+            return self.user(raw).lookup()
+        if spec.data_type == "lookup":
+            target = self.records[spec.lookup_module or ""].get(raw)
+            return {"name": self._display_name(target), "id": raw}
+        return raw
+
+    def _display_name(self, record: Record | None) -> str | None:
+        if record is None:
+            return None
+        if record.module == "Contacts":
+            return self._value(record, self.fields["Contacts"]["Full_Name"])
+        return record.values.get("Deal_Name")
+
+    def success_details(self, record: Record) -> dict[str, Any]:
+        return {
+            "Modified_Time": iso(record.modified, self.zone),
+            "Modified_By": self.user(record.modified_by).lookup(email=False),
+            "Created_Time": iso(record.created, self.zone),
+            "id": record.id,
+            "Created_By": self.user(record.created_by).lookup(email=False),
+        }
+
+    def live(self, module: str) -> list[Record]:
+        return [r for r in self.records[module].values() if not r.deleted]
+
+    def get(self, module: str, record_id: str) -> Record | None:
+        record = self.records[module].get(str(record_id))
+        return None if record is None or record.deleted else record
+
+    # ----------------------------------------------------------------- values
+
+    def _convert(self, module: str, spec: FieldSpec, raw: Any, path: str) -> Any:
+        """JSON input to the stored value. Raises _Refused (INVALID_DATA)."""
+
+        def invalid(expected: str, message: str = "invalid data", **extra: Any) -> _Refused:
+            return _Refused(
+                record_error(
+                    "INVALID_DATA",
+                    message,
+                    expected_data_type=expected,
+                    api_name=spec.api_name,
+                    json_path=path,
+                    **extra,
+                )
+            )
+
+        if raw is None:
+            return None
+        kind = spec.data_type
+        if kind in ("text", "textarea", "email", "phone", "picklist"):
+            if not isinstance(raw, str):
+                raise invalid(kind)
+            if spec.length is not None and len(raw) > spec.length:
+                raise invalid(kind, "invalid data", maximum_length=spec.length)
+            if kind == "email" and raw and not _EMAIL.match(raw):
+                raise invalid(kind)
+            if spec.api_name == "Currency" and raw not in self.currencies:
+                raise invalid(kind)
+            return raw
+        if kind == "boolean":
+            if not isinstance(raw, bool):
+                raise invalid(kind)
+            return raw
+        if kind in ("currency", "double", "integer"):
+            # Numbers must be JSON numbers; request bodies are parsed with Decimal, so amounts
+            # stay exact (a "12.50" string is refused, as Zoho refuses text in a number field).
+            if isinstance(raw, bool) or not isinstance(raw, int | Decimal):
+                raise invalid(kind)
+            return raw
+        if kind == "date":
+            try:
+                if not isinstance(raw, str):
+                    raise ValueError
+                date.fromisoformat(raw)
+                if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+                    raise ValueError
+            except ValueError:
+                raise invalid(kind) from None
+            return raw
+        if kind == "lookup":
+            target_id = raw.get("id") if isinstance(raw, Mapping) else None
+            if self.get(spec.lookup_module or "", str(target_id or "")) is None:
+                raise invalid("jsonobject")
+            return str(target_id)
+        if kind == "ownerlookup":
+            owner_id = raw.get("id") if isinstance(raw, Mapping) else None
+            if str(owner_id) not in self._users_by_id:
+                raise invalid("jsonobject")
+            return str(owner_id)
+        raise invalid(kind)
+
+    def _unique_key(self, spec: FieldSpec, value: Any) -> str:
+        text = str(value)
+        return text if spec.case_sensitive else text.lower()
+
+    def find_by(self, module: str, name: str, value: Any) -> Record | None:
+        """The live record whose ``name`` equals ``value`` (case-insensitive unless the field
+        is a case-sensitive unique field); the oldest if several match."""
+        spec = self.fields[module][name]
+        key = self._unique_key(spec, value)
+        for record in self.live(module):
+            stored = record.values.get(name)
+            if stored is not None and self._unique_key(spec, stored) == key:
+                return record
+        return None
+
+    # ----------------------------------------------------------------- writes
+
+    def write(
+        self,
+        module: str,
+        operation: str,
+        items: Sequence[Any],
+        now: int,
+        options: WriteOptions,
+        duplicate_check_fields: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Insert, update or upsert ``items``, each on its own; per-record results in order.
+
+        Records are applied one after another, so a later item of the same call sees an
+        earlier one (an upsert of the same email twice updates the record the first created).
+        """
+        checks: list[str] = []
+        if operation == "upsert":
+            checks = list(duplicate_check_fields or self.default_duplicate_check(module))
+        results = []
+        for index, item in enumerate(items):
+            try:
+                results.append(
+                    self._write_one(module, operation, index, item, now, options, checks)
+                )
+            except _Refused as refused:
+                results.append(refused.result)
+        return results
+
+    def default_duplicate_check(self, module: str) -> list[str]:
+        system = list(SYSTEM_DUPLICATE_CHECK.get(module, ()))
+        users = [s.api_name for s in self.fields[module].values() if s.unique and s.custom]
+        return system + [u for u in users if u not in system]
+
+    def _write_one(
+        self,
+        module: str,
+        operation: str,
+        index: int,
+        item: Any,
+        now: int,
+        options: WriteOptions,
+        checks: Sequence[str],
+    ) -> dict[str, Any]:
+        base = f"$.data[{index}]"
+        if not isinstance(item, Mapping):
+            raise _Refused(record_error("INVALID_DATA", "invalid data", json_path=base))
+        specs = self.fields[module]
+        target: Record | None = None
+        if operation == "update":
+            if not item.get("id"):
+                raise _Refused(
+                    record_error(
+                        "MANDATORY_NOT_FOUND",
+                        "required field not found",
+                        api_name="id",
+                        json_path=f"{base}.id",
+                    )
+                )
+            target = self.get(module, str(item["id"]))
+            if target is None:
+                raise _Refused(
+                    record_error(
+                        "INVALID_DATA",
+                        "the id given seems to be invalid",
+                        api_name="id",
+                        json_path=f"{base}.id",
+                    )
+                )
+        changes: dict[str, Any] = {}
+        for name, raw in item.items():
+            if name in SYSTEM_FIELDS or name.startswith("$"):
+                continue  # system fields are the CRM's; Zoho ignores them on write
+            spec = specs.get(name)
+            if spec is None:
+                if options.unknown_fields == "ignore":
+                    continue
+                # UNCONFIRMED: whether Zoho refuses or silently drops an unknown api_name.
+                raise _Refused(
+                    record_error(
+                        "INVALID_DATA", "invalid data", api_name=name, json_path=f"{base}.{name}"
+                    )
+                )
+            if spec.read_only:
+                continue
+            value = self._convert(module, spec, raw, f"{base}.{name}")
+            if isinstance(value, str) and value.strip().lower() in options.faults:
+                raise _Refused(
+                    record_error(
+                        "INVALID_DATA",
+                        "invalid data",
+                        api_name=name,
+                        json_path=f"{base}.{name}",
+                    )
+                )
+            changes[name] = value
+        if target is not None and target.id in options.faults:
+            raise _Refused(
+                record_error("INVALID_DATA", "invalid data", api_name="id", json_path=f"{base}.id")
+            )
+        duplicate_field: str | None = None
+        if operation == "upsert":
+            for name in checks:
+                value = changes.get(name)
+                if value is None or value == "":
+                    continue
+                found = self.find_by(module, name, value)
+                if found is not None:
+                    target, duplicate_field = found, name
+                    break
+        # Mandatory fields: all of them on insert; on update only those being cleared.
+        for spec in specs.values():
+            if not spec.mandatory:
+                continue
+            if target is None:
+                value = changes.get(spec.api_name)
+            elif spec.api_name in changes:
+                value = changes[spec.api_name]
+            else:
+                continue
+            if value is None or value == "":
+                raise _Refused(
+                    record_error(
+                        "MANDATORY_NOT_FOUND",
+                        "required field not found",
+                        api_name=spec.api_name,
+                        json_path=f"{base}.{spec.api_name}",
+                    )
+                )
+        for name, value in changes.items():
+            spec = specs[name]
+            if not spec.unique or value is None or value == "":
+                continue
+            holder = self.find_by(module, name, value)
+            if holder is not None and (target is None or holder.id != target.id):
+                raise _Refused(
+                    record_error(
+                        "DUPLICATE_DATA",
+                        "duplicate data",
+                        api_name=name,
+                        json_path=f"{base}.{name}",
+                        duplicate_record={
+                            "id": holder.id,
+                            "Owner": self.user(
+                                holder.values.get("Owner") or holder.created_by
+                            ).lookup(),
+                            "module": {"api_name": module, "id": self._module_id(module)},
+                        },
+                        more_records=False,
+                    )
+                )
+        record, created = self.apply(module, target, changes, now, options.by)
+        result: dict[str, Any] = {
+            "code": "SUCCESS",
+            "details": self.success_details(record),
+            "message": "record added" if created else "record updated",
+            "status": "success",
+        }
+        if operation == "upsert":
+            result["duplicate_field"] = duplicate_field
+            result["action"] = "insert" if created else "update"
+        return result
+
+    def apply(
+        self, module: str, target: Record | None, changes: Mapping[str, Any], now: int, by: str
+    ) -> tuple[Record, bool]:
+        """Write checked ``changes``; every write bumps Modified_Time, even if nothing changed
+        (UNCONFIRMED whether Zoho skips no-op updates)."""
+        user = self.users[by]
+        if target is None:
+            values = dict(changes)
+            values.setdefault("Owner", user.id)
+            record = Record(self._new_id(), module, values, now, now, user.id, user.id)
+            self.records[module][record.id] = record
+            self.writes[module]["inserts"] += 1
+            return record, True
+        target.values.update(changes)
+        target.modified = now
+        target.modified_by = user.id
+        self.writes[module]["updates"] += 1
+        return target, False
+
+    def check_create(self, module: str, item: Any, now: int, by: str) -> Record:
+        """A UI create (control API): the same rules, all or nothing. Raises ValueError."""
+        results = self.write(module, "insert", [item], now, WriteOptions(by=by))
+        if results[0]["code"] != "SUCCESS":
+            raise ValueError(f"{results[0]['code']}: {results[0]['details']}")
+        return self.records[module][results[0]["details"]["id"]]
+
+    def delete(self, module: str, ids: Sequence[str], options: WriteOptions) -> list[dict]:
+        results = []
+        for index, record_id in enumerate(ids):
+            record = self.get(module, record_id)
+            if record is None or record_id in options.faults:
+                # UNCONFIRMED: the exact answer for an id already deleted; the simulator
+                # answers as update does for an unknown id.
+                results.append(
+                    record_error(
+                        "INVALID_DATA",
+                        "the id given seems to be invalid",
+                        api_name="id",
+                        json_path=f"$.ids[{index}]",
+                        id=record_id,
+                    )
+                )
+                continue
+            record.deleted = True
+            self.writes[module]["deletes"] += 1
+            results.append(
+                {
+                    "code": "SUCCESS",
+                    "details": {"id": record.id},
+                    "message": "record deleted",
+                    "status": "success",
+                }
+            )
+        return results
+
+    # ----------------------------------------------------------------- reads
+
+    def select(
+        self,
+        module: str,
+        *,
+        ids: Sequence[str] | None,
+        modified_after: int | None,
+        sort_by: str,
+        sort_order: str,
+    ) -> list[Record]:
+        records = self.live(module)
+        if ids is not None:
+            wanted = set(ids)
+            records = [r for r in records if r.id in wanted]
+        if modified_after is not None:
+            records = [r for r in records if r.modified > modified_after]
+        key = {
+            "id": lambda r: (int(r.id),),
+            "Created_Time": lambda r: (r.created, int(r.id)),
+            "Modified_Time": lambda r: (r.modified, int(r.id)),
+        }[sort_by]
+        return sorted(records, key=key, reverse=sort_order == "desc")
+
+
+@dataclass
+class Paging:
+    """Where one GET page starts and ends, after the page/page_token rules."""
+
+    offset: int
+    end: int
+    page: int
+
+
+def page_window(*, page: int, per_page: int, token: PageToken | None, total: int) -> Paging:
+    """Raises ApiError for a page beyond 2,000 records without a token, or beyond 100,000."""
+    if token is not None:
+        offset = token.offset
+        if offset >= TOKEN_PAGE_LIMIT:
+            raise ApiError(
+                400,
+                "PAGINATION_LIMIT_EXCEEDED",
+                f"you can fetch only up to {TOKEN_PAGE_LIMIT} records",
+                {"limit": TOKEN_PAGE_LIMIT},
+            )
+        return Paging(offset, min(offset + per_page, TOKEN_PAGE_LIMIT), offset // per_page + 1)
+    offset = (page - 1) * per_page
+    if offset >= DISCRETE_PAGE_LIMIT:
+        raise ApiError(
+            400,
+            "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
+            f"you can fetch only the first {DISCRETE_PAGE_LIMIT} records with page; "
+            "use page_token for the next ones",
+            {"limit": DISCRETE_PAGE_LIMIT},
+        )
+    return Paging(offset, min(offset + per_page, DISCRETE_PAGE_LIMIT), page)
+
+
+def parse_if_modified_since(value: str) -> int:
+    """ISO 8601 with offset (naive is UTC) to epoch seconds. Raises ApiError."""
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(
+            400, "INVALID_DATA", "invalid data", {"header": "If-Modified-Since"}
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    # Records carry whole seconds; "modified after 10:00:00.5" is "after 10:00:00".
+    return int(moment.timestamp())
+
+
+@dataclass
+class Credits:
+    """API credits over a rolling 24 h (api-limits.html); the lock guards it."""
+
+    limit: int
+    spent: list[tuple[float, int]] = field(default_factory=list)
+
+    def used(self, now: float) -> int:
+        self.spent = [(t, c) for t, c in self.spent if t > now - 86_400]
+        return sum(c for _, c in self.spent)
+
+    def spend(self, now: float, cost: int) -> bool:
+        if self.used(now) + cost > self.limit:
+            return False
+        self.spent.append((now, cost))
+        return True
