@@ -1,4 +1,4 @@
-"""Shopify simulator -> Tandem -> HubSpot simulator, the same code as production.
+"""Store simulator -> Tandem -> CRM simulator, the same code as production.
 
 Checked against the simulators' own state (demo.compare), not Tandem's bookkeeping.
 """
@@ -43,6 +43,7 @@ def start(
     tmp_path,
     *,
     platform="shopify",
+    crm="hubspot",
     database_url=None,
     queue_url=None,
     customers=40,
@@ -50,7 +51,9 @@ def start(
     worker=True,
     **config,
 ):
-    sandbox = demo.start_sandbox(platform=platform, customers=customers, orders=orders, seed=3)
+    sandbox = demo.start_sandbox(
+        platform=platform, crm=crm, customers=customers, orders=orders, seed=3
+    )
     overrides = {
         k: v for k, v in {"database_url": database_url, "queue_url": queue_url}.items() if v
     }
@@ -75,12 +78,14 @@ def converge(sandbox, timeout=90.0):
     return result
 
 
-def hubspot_writes(sandbox):
-    calls = sandbox.crm_calls()
+def crm_writes(sandbox):
+    """Calls that can change the CRM: not HubSpot's searches (POSTs), not token calls."""
     return [
         c
-        for c in calls
-        if c["method"] in ("POST", "PATCH", "PUT", "DELETE") and "/search" not in c["path"]
+        for c in sandbox.crm_calls()
+        if c["method"] in ("POST", "PATCH", "PUT", "DELETE")
+        and "/search" not in c["path"]
+        and "token" not in c["path"]
     ]
 
 
@@ -217,7 +222,7 @@ def test_a_second_pass_over_unchanged_records_writes_nothing(tmp_path, platform)
         converge(run.sandbox)
         # Let the first polls settle, then re-read everything from the beginning of time.
         assert demo.wait_until(lambda: _idle(run.t, connection_id), 60)
-        before = len(hubspot_writes(run.sandbox))
+        before = len(crm_writes(run.sandbox))
         store_before = len(run.sandbox.store_control("GET", "/calls")["calls"])
         _rewind_polls(run.t, connection_id)
         assert demo.wait_until(lambda: _polled_since_rewind(run.t, connection_id), 60)
@@ -225,7 +230,7 @@ def test_a_second_pass_over_unchanged_records_writes_nothing(tmp_path, platform)
         assert (
             len(run.sandbox.store_control("GET", "/calls")["calls"]) > store_before
         )  # it did read
-        assert len(hubspot_writes(run.sandbox)) == before  # ...and wrote nothing
+        assert len(crm_writes(run.sandbox)) == before  # ...and wrote nothing
     finally:
         run.stop()
 
