@@ -118,6 +118,27 @@ class Platforms:
         client.add_secret(secret)
         return client
 
+    def _budget(
+        self,
+        platform: str,
+        account: str,
+        priority: int,
+        signal: Callable[[requests.Response], Signal | None] | None = None,
+        **options: Any,
+    ) -> SharedBudget:
+        """The rate budget every worker shares for one platform account, starting from the
+        platform's configured bucket until its own signals say better."""
+        capacity, refill = getattr(self.config, f"{platform}_bucket")
+        return SharedBudget(
+            self.sessions,
+            f"{platform}:{account}",
+            capacity=capacity,
+            refill_per_second=refill,
+            priority=priority,
+            signal=signal,
+            **options,
+        )
+
     def store(self, session: Session, connection: Connection, *, priority: int = 0):
         """The store connector of ``connection``. Raises SecretsError or ConfigurationError."""
         return STORES[connection.store_platform].build(self, session, connection, priority)
@@ -133,14 +154,8 @@ class Platforms:
 
 def _shopify(platforms: Platforms, session: Session, connection: Connection, priority: int):
     token = platforms.vault.get(session, connection.id, "store", "access_token")
-    capacity, refill = platforms.config.shopify_bucket
-    budget = SharedBudget(
-        platforms.sessions,
-        f"shopify:{connection.store_account}",
-        capacity=capacity,
-        refill_per_second=refill,
-        priority=priority,
-        signal=_shopify_signal,
+    budget = platforms._budget(
+        "shopify", connection.store_account, priority, signal=_shopify_signal
     )
     return shopify_connector.ShopifyConnector(
         shop=connection.store_account,
@@ -154,14 +169,7 @@ def _shopify(platforms: Platforms, session: Session, connection: Connection, pri
 def _woocommerce(platforms: Platforms, session: Session, connection: Connection, priority: int):
     key = platforms.vault.get(session, connection.id, "store", "consumer_key")
     secret = platforms.vault.get(session, connection.id, "store", "consumer_secret")
-    capacity, refill = platforms.config.woocommerce_bucket
-    budget = SharedBudget(
-        platforms.sessions,
-        f"woocommerce:{connection.store_account}",
-        capacity=capacity,
-        refill_per_second=refill,
-        priority=priority,
-    )
+    budget = platforms._budget("woocommerce", connection.store_account, priority)
     http = platforms._client(woocommerce_connector.WOOCOMMERCE_POLICY, budget, secret)
     http.add_secret(key)
     return woocommerce_connector.WooCommerceConnector(
@@ -175,14 +183,8 @@ def _woocommerce(platforms: Platforms, session: Session, connection: Connection,
 
 def _bigcommerce(platforms: Platforms, session: Session, connection: Connection, priority: int):
     token = platforms.vault.get(session, connection.id, "store", "access_token")
-    capacity, refill = platforms.config.bigcommerce_bucket
-    budget = SharedBudget(
-        platforms.sessions,
-        f"bigcommerce:{connection.store_account}",
-        capacity=capacity,
-        refill_per_second=refill,
-        priority=priority,
-        signal=_bigcommerce_signal,
+    budget = platforms._budget(
+        "bigcommerce", connection.store_account, priority, signal=_bigcommerce_signal
     )
     return bigcommerce_connector.BigCommerceConnector(
         connection.store_account,
@@ -194,15 +196,7 @@ def _bigcommerce(platforms: Platforms, session: Session, connection: Connection,
 
 def _hubspot(platforms: Platforms, session: Session, connection: Connection, priority: int):
     token = platforms.vault.get(session, connection.id, "crm", "access_token")
-    capacity, refill = platforms.config.hubspot_bucket
-    budget = SharedBudget(
-        platforms.sessions,
-        f"hubspot:{connection.crm_account}",
-        capacity=capacity,
-        refill_per_second=refill,
-        priority=priority,
-        signal=_hubspot_signal,
-    )
+    budget = platforms._budget("hubspot", connection.crm_account, priority, signal=_hubspot_signal)
     return hubspot_connector.HubSpotConnector(
         access_token=token,
         http=platforms._client(hubspot_connector.HUBSPOT_POLICY, budget, token),
@@ -224,15 +218,7 @@ def _zoho(platforms: Platforms, session: Session, connection: Connection, priori
             return None
         return Signal(daily_remaining=remaining, daily_limit=limit)
 
-    capacity, refill = platforms.config.zoho_bucket
-    budget = SharedBudget(
-        platforms.sessions,
-        f"zoho:{connection.crm_account}",
-        capacity=capacity,
-        refill_per_second=refill,
-        priority=priority,
-        signal=signal,
-    )
+    budget = platforms._budget("zoho", connection.crm_account, priority, signal=signal)
     http = platforms._client(zoho_connector.ZOHO_POLICY, budget, secrets["client_secret"])
     accounts_url = platforms.config.zoho_accounts_url or zoho_connector.accounts_url_for(
         settings.get("dc", "com")
@@ -263,13 +249,10 @@ def _salesforce(platforms: Platforms, session: Session, connection: Connection, 
     else:
         auth["client_secret"] = vault.get(session, connection.id, "crm", "client_secret")
         auth["refresh_token"] = vault.get(session, connection.id, "crm", "refresh_token")
-    capacity, refill = platforms.config.salesforce_bucket
-    budget = SharedBudget(
-        platforms.sessions,
-        f"salesforce:{connection.crm_account}",
-        capacity=capacity,
-        refill_per_second=refill,
-        priority=priority,
+    budget = platforms._budget(
+        "salesforce",
+        connection.crm_account,
+        priority,
         signal=_salesforce_signal,
         daily_reserve=float(
             settings.get("daily_reserve", platforms.config.salesforce_daily_reserve)
