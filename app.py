@@ -335,7 +335,7 @@ def create_connection(
             connection = session.get(Connection, connection_id)
             crm = t.platforms.crm(session, connection)
             store = t.platforms.store(session, connection) if webhook_secret else None
-        crm_spec.prepare(crm, CRM_SCHEMAS[crm_platform])
+        crm_spec.prepare(crm, CRM_SCHEMAS[crm_platform], settings)
         if store is not None:
             path = spec.webhook_path.format(connection_id=connection_id)
             store.ensure_webhooks(
@@ -471,6 +471,11 @@ def _register_cli(app: Flask) -> None:
     )
     @click.option("--salesforce-username", default=None, help="JWT bearer flow: the user")
     @click.option(
+        "--salesforce-contact-key",
+        default=None,
+        help="the Contact external-id field Tandem upserts by (default Tandem_Contact_Key__c)",
+    )
+    @click.option(
         "--salesforce-private-key",
         type=click.File("r"),
         default=None,
@@ -491,6 +496,7 @@ def _register_cli(app: Flask) -> None:
         zoho_dc: str | None,
         salesforce_login_url: str | None,
         salesforce_username: str | None,
+        salesforce_contact_key: str | None,
         salesforce_private_key: Any,
         **options: Any,
     ) -> None:
@@ -515,6 +521,7 @@ def _register_cli(app: Flask) -> None:
             "dc": zoho_dc,
             "login_url": salesforce_login_url,
             "jwt_username": salesforce_username,
+            "contact_key_field": salesforce_contact_key,
         }
         try:
             connection_id = create_connection(

@@ -10,6 +10,11 @@ shared by every worker of an account and refreshed by at most one of them at a t
 connector asks a :class:`TokenCache` for the current token and hands it the function that mints
 a new one. ``sync.tokens`` keeps them in the state store (encrypted, leased); the in-memory
 :class:`MemoryTokenCache` serves a single process (tests).
+
+Salesforce may rotate refresh tokens: a refresh then answers with a new refresh token and the
+old one stops working (using it again revokes the whole family, and the merchant must reconnect;
+https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_refresh_token_rotation.htm).
+So the cache also keeps the latest refresh token it was given and hands it to the next mint.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -42,26 +47,31 @@ class WriteResult:
 @dataclass(frozen=True)
 class AccessToken:
     """A bearer token, when it stops being valid (epoch seconds), and the host to call with it
-    (Salesforce's ``instance_url``, Zoho's ``api_domain``; None where the host is fixed)."""
+    (Salesforce's ``instance_url``, Zoho's ``api_domain``; None where the host is fixed).
+    ``refresh_token`` is set when the platform rotated the refresh token with this mint.
+    Secrets are left out of the repr, so a logged token object shows none of them."""
 
-    value: str
+    value: str = field(repr=False)
     expires_at: float
     instance_url: str | None = None
+    refresh_token: str | None = field(default=None, repr=False)
 
     def fresh(self, now: float, margin: float = 60.0) -> bool:
         """Still usable for a call starting now (with ``margin`` seconds to spare)."""
         return now + margin < self.expires_at
 
 
-Mint = Callable[[], AccessToken]
+# Mints a token. Its argument is the latest rotated refresh token the cache holds, or None
+# when the platform never rotated it (the connection's own refresh token then applies).
+Mint = Callable[[str | None], AccessToken]
 
 
 class TokenCache(Protocol):
     def get(self, mint: Mint, *, rejected: str | None = None) -> AccessToken:
         """The account's current token: the cached one while it is fresh and is not
         ``rejected`` (the value a platform just refused with 401), else a new one from
-        ``mint()``. At most one caller per account mints at a time; the others wait for its
-        token. Raises whatever ``mint`` raises."""
+        ``mint(latest_refresh_token)``. At most one caller per account mints at a time; the
+        others wait for its token. Raises whatever ``mint`` raises."""
         ...
 
 
@@ -71,6 +81,7 @@ class MemoryTokenCache:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._lock = threading.Lock()
         self._token: AccessToken | None = None
+        self._refresh_token: str | None = None
         self._clock = clock
         self.minted = 0  # how many times a token was minted (tests read it)
 
@@ -79,6 +90,7 @@ class MemoryTokenCache:
             token = self._token
             if token is not None and token.fresh(self._clock()) and token.value != rejected:
                 return token
-            self._token = mint()
+            self._token = mint(self._refresh_token)
+            self._refresh_token = self._token.refresh_token or self._refresh_token
             self.minted += 1
             return self._token

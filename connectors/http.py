@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -255,16 +256,24 @@ class HttpClient:
         self.resolver = resolver
         self.jitter = jitter or random.uniform
         self.stats: dict[str, int] = {"requests": 0, "retries": 0, "rate_limited": 0}
-        self._secrets: list[str] = []
+        self._secrets: set[str] = set()
+        self._tokens: deque[str] = deque(maxlen=redaction.TRANSIENT_KEPT)
 
     def add_secret(self, value: str) -> None:
         """Never let ``value`` appear in a log line or an exception message."""
-        if value:
-            self._secrets.append(value)
+        if value and value not in self._secrets:
+            self._secrets.add(value)
             redaction.register(value)
 
+    def add_token(self, value: str) -> None:
+        """Like :meth:`add_secret`, for an access token: call it with every token used (one
+        another worker minted too); only the recent ones are kept."""
+        if value and value not in self._tokens:
+            self._tokens.append(value)
+            redaction.register(value, transient=True)
+
     def _redact(self, text: str) -> str:
-        return redaction.redact(text, self._secrets)
+        return redaction.redact(text, (*self._secrets, *self._tokens))
 
     def request(
         self,
@@ -279,13 +288,19 @@ class HttpClient:
         stream: bool = False,
         ok: Collection[int] = (),
         auth: requests.auth.AuthBase | None = None,
+        idempotent: bool = True,
     ) -> requests.Response:
         """Send one request, retrying what the table says to retry. ``auth`` signs each
         attempt afresh (a retried OAuth 1.0a request needs a new nonce and timestamp).
 
-        Raises RetriableError (attempts exhausted), RateLimitedError (a wait too long to
-        block for), AuthExpiredError, PermanentError (with the platform's details),
-        ConfigurationError / UnsafeURLError.
+        ``idempotent=False`` marks a request that would do its work twice if sent twice (a
+        plain create): a timeout or 5xx may come after the platform applied it, so it is not
+        sent again here; the caller's job retries from the top, where it first looks at what
+        exists. A throttle answer (the platform did nothing) is still waited out and retried.
+
+        Raises RetriableError (attempts exhausted, or a non-idempotent request that may have
+        been applied), RateLimitedError (a wait too long to block for), AuthExpiredError,
+        PermanentError (with the platform's details), ConfigurationError / UnsafeURLError.
         """
         check_url(
             url,
@@ -298,7 +313,9 @@ class HttpClient:
             return self._attempt(method, url, params, json, data, headers, cost, stream, ok, auth)
 
         retrying = Retrying(
-            retry=retry_if_exception(lambda e: isinstance(e, _Verdict) and self._may_wait(e)),
+            retry=retry_if_exception(
+                lambda e: isinstance(e, _Verdict) and self._may_wait(e, idempotent)
+            ),
             stop=stop_after_attempt(self.max_attempts),
             wait=_Wait(self),
             sleep=self._sleep_between,
@@ -313,6 +330,12 @@ class HttpClient:
                 and verdict.wait > self.max_inline_wait
             ):
                 raise verdict.error from None
+            if verdict.action == Action.RETRY and not idempotent:
+                raise RetriableError(
+                    f"not sent again, it may have been applied: {verdict.error}",
+                    platform=self.policy.platform,
+                    status=verdict.error.status,
+                ) from None
             if verdict.action in (Action.RETRY, Action.RATE_LIMITED):
                 raise RetriableError(
                     f"gave up after {self.max_attempts} attempts: {verdict.error}",
@@ -321,9 +344,9 @@ class HttpClient:
                 ) from None
             raise verdict.error from None
 
-    def _may_wait(self, verdict: _Verdict) -> bool:
+    def _may_wait(self, verdict: _Verdict, idempotent: bool = True) -> bool:
         if verdict.action == Action.RETRY:
-            return True
+            return idempotent
         return verdict.action == Action.RATE_LIMITED and (
             verdict.wait is None or verdict.wait <= self.max_inline_wait
         )

@@ -10,16 +10,22 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections import deque
 from collections.abc import Iterable
 
 MASK = "***"
 
+# Short-lived secrets (access tokens) a process keeps masking: a token is useless an hour or
+# two after it was minted, so the oldest ones may be forgotten and the list stays small.
+TRANSIENT_KEPT = 64
+
 _PATTERNS = [
     # Authorization / token headers as they appear in reprs of requests or responses.
     re.compile(
-        r"(?i)((?:authorization|x-shopify-access-token|x-auth-token|x-hubspot-[a-z-]*token)['\"]?\s*[:=]\s*['\"]?)(?:bearer\s+)?[^\s'\",}]+"
+        r"(?i)((?:authorization|x-shopify-access-token|x-auth-token|x-hubspot-[a-z-]*token)['\"]?\s*[:=]\s*['\"]?(?:(?:bearer|zoho-oauthtoken)\s+)?)[^\s'\",}]+"
     ),
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
+    # Salesforce session ids carry "!" ("00D...!AQ4..."); Zoho's scheme is Zoho-oauthtoken.
+    re.compile(r"(?i)((?:bearer|zoho-oauthtoken)\s+)[A-Za-z0-9._~+/=!-]+"),
     # Secret query-string or form parameters.
     re.compile(
         r"(?i)((?:access_token|refresh_token|client_secret|code|hmac|signature|password)=)[^&\s'\"]+"
@@ -45,16 +51,21 @@ class RedactingFilter(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self._secrets: set[str] = set()
+        self._transient: deque[str] = deque(maxlen=TRANSIENT_KEPT)
         self._lock = threading.Lock()
 
-    def register(self, value: str) -> None:
+    def register(self, value: str, *, transient: bool = False) -> None:
         if value:
             with self._lock:
-                self._secrets.add(value)
+                if transient:
+                    if value not in self._transient:
+                        self._transient.append(value)
+                else:
+                    self._secrets.add(value)
 
     def filter(self, record: logging.LogRecord) -> bool:
         with self._lock:
-            secrets = tuple(self._secrets)
+            secrets = (*self._secrets, *self._transient)
         message = record.getMessage()
         cleaned = redact(message, secrets)
         if record.exc_info and record.exc_info[1] is not None:
@@ -80,7 +91,7 @@ def install(logger: logging.Logger | None = None) -> None:
             target.addFilter(FILTER)
 
 
-def register(value: str) -> None:
-    """Never log ``value``."""
-    FILTER.register(value)
+def register(value: str, *, transient: bool = False) -> None:
+    """Never log ``value`` (``transient``: an access token, masked while it is recent)."""
+    FILTER.register(value, transient=transient)
     install()

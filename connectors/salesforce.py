@@ -427,10 +427,15 @@ class SalesforceConnector:
 
     # ----------------------------------------------------------------- auth
 
-    def _mint(self) -> AccessToken:
-        """A new session from the token endpoint. Raises ConfigurationError when Salesforce
-        refuses the grant (revoked refresh token, unapproved user, bad key: the merchant must
-        reconnect) or names an instance_url we will not call."""
+    def _mint(self, rotated: str | None = None) -> AccessToken:
+        """A new session from the token endpoint, with ``rotated`` (the latest refresh token
+        the token cache holds) in place of the connection's own when Salesforce rotated it.
+        A rotated refresh token in the answer goes back in the AccessToken for the cache to
+        keep: the one we sent is dead from now on.
+
+        Raises ConfigurationError when Salesforce refuses the grant (revoked refresh token,
+        unapproved user, bad key: the merchant must reconnect) or names an instance_url we
+        will not call."""
         if self._jwt:
             now = int(self._clock())
             claims = {
@@ -449,7 +454,7 @@ class SalesforceConnector:
                 "grant_type": "refresh_token",
                 "client_id": self._client_id,
                 "client_secret": self._client_secret,
-                "refresh_token": self._refresh_token,
+                "refresh_token": rotated or self._refresh_token,
             }
         response = self._http.request(
             "POST", self._login_url + ENDPOINTS["token"].path, data=form, ok=(400, 401)
@@ -470,10 +475,18 @@ class SalesforceConnector:
             raise ConfigurationError(
                 "Salesforce token response has no access_token", platform=PLATFORM
             )
-        self._http.add_secret(value)
+        self._http.add_token(value)
         instance = self.check_instance_url(str(body.get("instance_url") or ""))
+        new_refresh = body.get("refresh_token")
+        if isinstance(new_refresh, str) and new_refresh:
+            self._http.add_secret(new_refresh)
+        else:
+            new_refresh = None
         return AccessToken(
-            value=value, expires_at=self._clock() + self._session_seconds, instance_url=instance
+            value=value,
+            expires_at=self._clock() + self._session_seconds,
+            instance_url=instance,
+            refresh_token=new_refresh,
         )
 
     def check_instance_url(self, instance_url: str) -> str:
@@ -511,6 +524,8 @@ class SalesforceConnector:
         token = self._tokens.get(self._mint)
         data = json.dumps(body, default=_encode) if body is not None else None
         for attempt in (1, 2):
+            # Another worker may have minted it: this client must mask it too.
+            self._http.add_token(token.value)
             sent = {"Authorization": f"Bearer {token.value}", **(headers or {})}
             if data is not None:
                 sent["Content-Type"] = "application/json"

@@ -306,8 +306,9 @@ class ZohoConnector:
 
     # ----------------------------------------------------------------- auth
 
-    def _mint(self) -> AccessToken:
-        """A new access token from the refresh token.
+    def _mint(self, rotated: str | None = None) -> AccessToken:
+        """A new access token from the refresh token (``rotated``: a newer one the token cache
+        holds; Zoho does not rotate refresh tokens today, but the cache's word wins).
 
         Raises ConfigurationError (refresh token or client refused: the merchant must
         reconnect; or an ``api_domain`` that is not Zoho's), RateLimitedError (too many
@@ -320,7 +321,7 @@ class ZohoConnector:
                 "grant_type": "refresh_token",
                 "client_id": self._client_id,
                 "client_secret": self._client_secret,
-                "refresh_token": self._refresh_token,
+                "refresh_token": rotated or self._refresh_token,
             },
             ok=(400, 401),
         )
@@ -348,7 +349,7 @@ class ZohoConnector:
                 status=response.status_code,
                 details={k: v for k, v in body.items() if k != "access_token"},
             )
-        self._http.add_secret(value)
+        self._http.add_token(value)
         api_domain = self._checked_api_domain(str(body.get("api_domain") or ""))
         # ``expires_in`` is seconds in current answers; older ones sent ``expires_in_sec``
         # beside a millisecond ``expires_in`` (UNCONFIRMED which versions), so prefer that.
@@ -393,7 +394,10 @@ class ZohoConnector:
         return f"{parts.scheme}://{parts.netloc}"
 
     def _token(self, rejected: str | None = None) -> AccessToken:
-        return self._tokens.get(self._mint, rejected=rejected)
+        token = self._tokens.get(self._mint, rejected=rejected)
+        # Another worker may have minted it: this client must mask it too.
+        self._http.add_token(token.value)
+        return token
 
     # ----------------------------------------------------------------- one call
 

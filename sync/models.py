@@ -295,6 +295,8 @@ class AccessTokenRow(Base):
     ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     expires_at: Mapped[float] = mapped_column(default=0.0)  # epoch seconds
     instance_url: Mapped[str | None] = mapped_column(String(500), default=None)
+    # The latest refresh token, when the platform rotates them (Salesforce may).
+    refresh_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     lease_until: Mapped[float] = mapped_column(default=0.0)
     minted: Mapped[int] = mapped_column(default=0)  # tokens minted so far (health, tests)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -6,7 +6,7 @@ platform adds an entry to STORES or CRMS.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -264,6 +264,7 @@ def _salesforce(platforms: Platforms, session: Session, connection: Connection, 
         tokens=platforms.tokens("salesforce", connection.crm_account),
         login_url=settings.get("login_url") or platforms.config.salesforce_login_url,
         client_id=client_id,
+        contact_key_field=_contact_key_field(settings),
         **auth,
     )
 
@@ -277,23 +278,29 @@ def written_fields(schema: CrmSchema) -> dict[str, list[str]]:
     return {schema.contact_object: contact, schema.order_object: order}
 
 
-def _prepare_hubspot(connector: Any, schema: CrmSchema) -> None:
+def _contact_key_field(settings: Mapping[str, Any]) -> str:
+    """The Salesforce external-id field Tandem upserts contacts by (its name is the org's
+    choice; Tandem owns its values)."""
+    return str(settings.get("contact_key_field") or CONTACT_KEY_FIELD)
+
+
+def _prepare_hubspot(connector: Any, schema: CrmSchema, settings: Mapping[str, Any]) -> None:
     # HubSpot lets an app create its own properties, so Tandem does (idempotent).
     connector.ensure_properties(CUSTOM_PROPERTIES)
 
 
-def _prepare_zoho(connector: Any, schema: CrmSchema) -> None:
+def _prepare_zoho(connector: Any, schema: CrmSchema, settings: Mapping[str, Any]) -> None:
     # Zoho's custom fields are made by the org's admin (see README); check them now.
     connector.prepare(written_fields(schema), unique={schema.order_object: schema.order_key})
 
 
-def _prepare_salesforce(connector: Any, schema: CrmSchema) -> None:
+def _prepare_salesforce(connector: Any, schema: CrmSchema, settings: Mapping[str, Any]) -> None:
     required = written_fields(schema)
     required["OpportunityContactRole"] = ["OpportunityId", "ContactId", "IsPrimary"]
     connector.prepare(
         required,
         external_ids={
-            schema.contact_object: CONTACT_KEY_FIELD,
+            schema.contact_object: _contact_key_field(settings),
             schema.order_object: schema.order_key,
         },
     )
@@ -306,7 +313,7 @@ class CrmPlatform:
     build: Callable
     # Checks (or creates, where the CRM lets an app) what the field maps write; raises
     # ConfigurationError naming whatever is missing.
-    prepare: Callable[[Any, CrmSchema], None]
+    prepare: Callable[[Any, CrmSchema, Mapping[str, Any]], None]
     # Kept encrypted under the "crm" side; alternatives are separate tuples (any one will do).
     credentials: tuple[tuple[str, ...], ...]
 

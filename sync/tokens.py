@@ -6,9 +6,9 @@ workers that each refreshed on their own would trip that and revoke each other's
 the token lives in the state store, encrypted like every credential, and at most one worker at a
 time mints a new one: it takes a lease on the row with a compare-and-set UPDATE (atomic on
 SQLite and PostgreSQL alike), calls the platform outside any transaction (a network call must
-never hold the state store's write lock), stores the token and drops the lease. Everyone else
-waits for that token. A worker that dies while holding the lease only delays the next mint until
-the lease runs out.
+never hold the state store's write lock), stores the token (and a rotated refresh token, if the
+platform issued one) and drops the lease. Everyone else waits for that token. A worker that
+dies while holding the lease only delays the next mint until the lease runs out.
 """
 
 from __future__ import annotations
@@ -98,8 +98,12 @@ class SharedTokenCache:
             self.sleep(POLL_SECONDS)
 
     def _mint(self, mint: Mint) -> AccessToken:
+        with transaction(self.sessions) as session:
+            row = session.get(AccessTokenRow, self.key)
+            sealed = row.refresh_ciphertext if row is not None else None
+        rotated = self.vault.unseal(sealed) if sealed else None
         try:
-            token = mint()
+            token = mint(rotated)
         except BaseException:
             with transaction(self.sessions) as session:
                 session.execute(
@@ -114,6 +118,10 @@ class SharedTokenCache:
             row.ciphertext = self.vault.seal(token.value)
             row.expires_at = token.expires_at
             row.instance_url = token.instance_url
+            if token.refresh_token:
+                # Written with the access token, under the lease: the old refresh token is
+                # dead from now on, and the next mint (any worker) must use this one.
+                row.refresh_ciphertext = self.vault.seal(token.refresh_token)
             row.lease_until = 0.0
             row.minted += 1
         return token

@@ -290,3 +290,34 @@ def test_allowed_hosts_patterns():
             check_url(
                 bad, allow_loopback=False, allowed_hosts=["*.myshopify.com"], resolver=resolve
             )
+
+
+def test_a_non_idempotent_request_is_not_sent_twice_after_a_5xx(server):
+    script, url = server
+    script.answers = [(503, {}, "{}"), (200, {}, "{}")]
+    http, slept = client()
+    with pytest.raises(RetriableError, match="may have been applied"):
+        http.request("POST", f"{url}/create", json={}, idempotent=False)
+    assert len(script.seen) == 1 and slept == []  # the job retries, after looking first
+    # A throttle answer means the platform did nothing: that one is waited out and resent.
+    script.answers = [(429, {"Retry-After": "0.1"}, "{}"), (200, {}, '{"ok": true}')]
+    assert http.request("POST", f"{url}/create", json={}, idempotent=False).json() == {"ok": True}
+    assert len(script.seen) == 3
+
+
+def test_zoho_and_salesforce_token_shapes_are_masked_by_pattern():
+    from connectors.redaction import redact
+
+    assert "1000.abc.def" not in redact("Authorization: Zoho-oauthtoken 1000.abc.def")
+    assert "AQ4x" not in redact("Authorization: Bearer 00D5g000004!AQ4xYz.q")
+    assert "AQ4x" not in redact("sent bearer 00D5g000004!AQ4xYz.q to the instance")
+
+
+def test_only_recent_access_tokens_are_kept_for_masking():
+    from connectors.redaction import TRANSIENT_KEPT
+
+    http, _ = client()
+    for n in range(TRANSIENT_KEPT + 10):
+        http.add_token(f"token-{n:04d}")
+    http.add_token("token-0010")  # a token used again is not stored twice
+    assert http._redact("token-0000 token-0010 token-0073") == "token-0000 *** ***"

@@ -23,7 +23,7 @@ class Minter:
         self.calls = 0
         self.lock = threading.Lock()
 
-    def __call__(self) -> AccessToken:
+    def __call__(self, rotated: str | None) -> AccessToken:
         with self.lock:
             self.calls += 1
             n = self.calls
@@ -84,7 +84,7 @@ def test_a_failed_mint_releases_the_lease_and_raises(sessions, vault):
     clock = [1000.0]
     tokens = cache(sessions, vault, clock)
 
-    def refused() -> AccessToken:
+    def refused(rotated: str | None) -> AccessToken:
         raise ConfigurationError("refresh token revoked")
 
     with pytest.raises(ConfigurationError, match="revoked"):
@@ -98,3 +98,24 @@ def test_a_token_sealed_with_a_dropped_key_is_minted_again(sessions, vault):
     cache(sessions, vault, clock).get(mint)
     other = Vault(MultiFernet([Fernet(Fernet.generate_key())]))
     assert cache(sessions, other, clock).get(mint).value == "token-2"
+
+
+def test_a_rotated_refresh_token_is_kept_and_used_by_the_next_mint(sessions, vault):
+    clock = [1000.0]
+    seen: list[str | None] = []
+
+    def rotating(rotated: str | None) -> AccessToken:
+        seen.append(rotated)
+        n = len(seen)
+        return AccessToken(f"token-{n}", clock[0] + 3600, None, refresh_token=f"refresh-{n}")
+
+    first = cache(sessions, vault, clock).get(rotating)
+    # Another worker (its own cache object) refreshes after a 401: it must send the refresh
+    # token the first mint was given, not the connection's original one.
+    cache(sessions, vault, clock).get(rotating, rejected=first.value)
+    assert seen == [None, "refresh-1"]
+    with transaction(sessions) as session:
+        row = session.get(AccessTokenRow, "zoho:org-1")
+        assert b"refresh-2" not in row.refresh_ciphertext
+        assert vault.unseal(row.refresh_ciphertext) == "refresh-2"
+    assert "refresh-2" not in repr(cache(sessions, vault, clock).get(rotating))

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("ciphertext", sa.LargeBinary(), nullable=True),
         sa.Column("expires_at", sa.Double(), nullable=False),
         sa.Column("instance_url", sa.String(length=500), nullable=True),
+        sa.Column("refresh_ciphertext", sa.LargeBinary(), nullable=True),
         sa.Column("lease_until", sa.Double(), nullable=False),
         sa.Column("minted", sa.Integer(), nullable=False),
         sa.Column("updated_at", sync.models.UTCDateTime(timezone=True), nullable=False),
