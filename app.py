@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     salesforce_daily_reserve: float = Field(
         0.2, ge=0, lt=1, description="share of the daily API allocation a backfill leaves"
     )
+    daily_probe_seconds: float = Field(
+        900.0, gt=0, description="how often work held back by a spent daily allocation looks again"
+    )
     bigcommerce_base_url: str = Field(
         "https://api.bigcommerce.com/stores/{store_hash}",
         description="{store_hash} is replaced by the store's hash",
@@ -186,6 +189,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             zoho_accounts_url=settings.zoho_accounts_url,
             salesforce_login_url=settings.salesforce_login_url,
             salesforce_daily_reserve=settings.salesforce_daily_reserve,
+            daily_probe_seconds=settings.daily_probe_seconds,
             bigcommerce_base_url=settings.bigcommerce_base_url,
             allow_loopback=settings.allow_loopback,
         ),

@@ -40,8 +40,10 @@ class PlatformConfig:
     # here (a staging host, the sandbox) serves every data centre.
     zoho_accounts_url: str | None = None
     salesforce_login_url: str = "https://login.salesforce.com"
-    # Fraction of Salesforce's daily API allocation a backfill leaves untouched.
+    # Fraction of Salesforce's daily API allocation a backfill leaves untouched, and how
+    # often work held back by a spent daily allocation looks again (sync.budget).
     salesforce_daily_reserve: float = 0.2
+    daily_probe_seconds: float = 900.0
     bigcommerce_base_url: str = "https://api.bigcommerce.com/stores/{store_hash}"
     allow_loopback: bool = False
     timeout: tuple[float, float] = (5.0, 30.0)
@@ -136,6 +138,7 @@ class Platforms:
             refill_per_second=refill,
             priority=priority,
             signal=signal,
+            daily_probe_seconds=self.config.daily_probe_seconds,
             **options,
         )
 
@@ -258,7 +261,10 @@ def _salesforce(platforms: Platforms, session: Session, connection: Connection, 
             settings.get("daily_reserve", platforms.config.salesforce_daily_reserve)
         ),
     )
-    http = platforms._client(salesforce_connector.SALESFORCE_POLICY, budget, client_id)
+    policy = salesforce_connector.salesforce_policy(
+        daily_probe_seconds=platforms.config.daily_probe_seconds
+    )
+    http = platforms._client(policy, budget, client_id)
     return salesforce_connector.SalesforceConnector(
         http=http,
         tokens=platforms.tokens("salesforce", connection.crm_account),

@@ -524,6 +524,7 @@ def _control(sim: Simulator) -> Blueprint:
                 multi_currency=multi_currency,
                 currencies=tuple(currencies),
                 instance_url=text(data, "instance_url"),
+                created_at=sim.clock(),
             )
             sim.orgs[org_id] = org
             sim.by_client[client_id] = org
@@ -576,6 +577,15 @@ def _control(sim: Simulator) -> Blueprint:
 
     @bp.get("/orgs/<org_id>/summary")
     def summary(org_id: str) -> Response:
+        """CRM-neutral contacts and orders. Orders are the Order records when the org has any
+        (``amount`` the TotalAmount, ``line_items`` the number of live OrderItems,
+        ``contact_ids`` the order's BillToContactId, ShipToContactId and
+        CustomerAuthorizedById, in that order, without repeats), else the Opportunities
+        (``amount`` the Amount, ``line_items`` null, ``contact_ids`` the contact roles');
+        ``?orders=Order`` or ``?orders=Opportunity`` picks one."""
+        wanted = request.args.get("orders")
+        if wanted not in (None, "Order", "Opportunity"):
+            raise _Bad("orders must be Order or Opportunity")
         with sim.lock:
             org = org_of(org_id)
             contacts = [
@@ -587,6 +597,8 @@ def _control(sim: Simulator) -> Blueprint:
                 }
                 for r in org.live("Contact")
             ]
+            if wanted == "Order" or (wanted is None and org.live("Order")):
+                return sf_response({"contacts": contacts, "orders": order_rows(org)})
             roles = org.live("OpportunityContactRole")
             orders = []
             for r in org.live("Opportunity"):
@@ -606,6 +618,23 @@ def _control(sim: Simulator) -> Blueprint:
                     }
                 )
             return sf_response({"contacts": contacts, "orders": orders})
+
+    def order_rows(org: Org) -> list[dict]:
+        rows = []
+        for r in org.live("Order"):
+            contacts = ("BillToContactId", "ShipToContactId", "CustomerAuthorizedById")
+            ids = [r.values[name] for name in contacts if r.values.get(name)]
+            rows.append(
+                {
+                    "id": r.id,
+                    "external_id": r.values.get("Tandem_Order_Id__c"),
+                    "amount": format(r.values["TotalAmount"], "f"),
+                    "currency": r.values.get("CurrencyIsoCode") or org.currencies[0],
+                    "contact_ids": list(dict.fromkeys(ids)),
+                    "line_items": len(org.order_items(r.id)),
+                }
+            )
+        return rows
 
     def rep_write(org: Org, sobject: str, record_id: str | None) -> Response:
         data = body()

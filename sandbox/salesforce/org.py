@@ -13,6 +13,27 @@ for word):
   nothing, MALFORMED_ID for text that is not an id;
 - a value of the wrong JSON type fails the whole request with JSON_PARSER_ERROR ("Cannot
   deserialize instance of ..."), as Salesforce's deserializer does (UNCONFIRMED for every type).
+
+Price books and orders (SF-OBJREF pages named in ``schema.py``; the messages are the ones
+Salesforce users commonly quote, UNCONFIRMED word for word):
+- PricebookEntry: one per product, price book and currency, else DUPLICATE_VALUE "This price
+  definition already exists in this price book"; an entry in a custom price book needs the
+  product's standard price (an entry in the standard book, same currency) first, else
+  STANDARD_PRICE_NOT_DEFINED "No standard price defined for this product";
+- OrderItem: its entry must be in the order's price book (and the order must have one) and in
+  the order's currency, and be active, else FIELD_INTEGRITY_EXCEPTION "field integrity
+  exception: PricebookEntryId (...)" naming PricebookEntryId;
+- Order: Status is a restricted picklist (INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST, UNCONFIRMED
+  that it is restricted); a new order must be Draft, activation needs at least one product and
+  may change nothing but Status, the price book and currency cannot change once the order has
+  products, and an activated order's products cannot be added, changed or deleted: all
+  FIELD_INTEGRITY_EXCEPTION here (the error code and texts of these four are UNCONFIRMED);
+- a create-only field (OrderItem.OrderId, PricebookEntryId, PricebookEntry.Product2Id...) sent
+  on an update with the value it already has is accepted and changes nothing, so an upsert can
+  send the whole record; a different value is INVALID_FIELD_FOR_INSERT_UPDATE (UNCONFIRMED);
+- TotalPrice = Quantity x UnitPrice and Order.TotalAmount (the sum of its live products'
+  TotalPrice) are rounded to 2 places half up (UNCONFIRMED); a change to an order's products
+  bumps the order's SystemModstamp, as a roll-up summary does (UNCONFIRMED).
 """
 
 from __future__ import annotations
@@ -23,13 +44,13 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sandbox.salesforce.schema import (
     DEFAULT_CURRENCIES,
     NUMBER_TYPES,
-    REFERENCE_FIELDS,
+    ORDER_STATUSES,
     STRING_TYPES,
     FieldSpec,
     SObjectSpec,
@@ -114,12 +135,20 @@ class Org:
     generation: int = 0
     usage: deque = field(default_factory=deque)  # (epoch second, count) buckets
     cursors: dict[str, Cursor] = field(default_factory=dict)
+    created_at: float = 0.0  # when the org (and its standard price book) came to be
 
     def __post_init__(self) -> None:
         for name in self.schema:
             self.records.setdefault(name, {})
         self.integration_user = make_id("005", 1)
         self.rep_user = make_id("005", 2)
+        if "Pricebook2" in self.schema and not self.records["Pricebook2"]:
+            # Every org has exactly one standard price book; the API cannot create one.
+            standard = {"Name": "Standard Price Book", "IsActive": True, "IsStandard": True}
+            self.create(self.schema["Pricebook2"], standard, self.created_at, self.rep_user)
+
+    def standard_pricebook(self) -> Record:
+        return next(r for r in self.records["Pricebook2"].values() if r.values["IsStandard"])
 
     # ------------------------------------------------------------------ usage
 
@@ -200,6 +229,9 @@ class Org:
                 )
                 continue
             allowed = spec_field.updateable if existing is not None else spec_field.createable
+            create_only = existing is not None and spec_field.createable
+            if not allowed and create_only and _same(spec_field, value, existing.values):
+                continue  # a create-only field resent unchanged (an upsert's whole record)
             if not allowed:
                 errors.append(
                     RecordError(
@@ -252,7 +284,129 @@ class Org:
                         f"with id: {clash[0].id}",
                     )
                 ]
-        return changes
+        problem = self._object_rule(spec.name, existing, changes, merged)
+        return [problem] if problem is not None else changes
+
+    def _object_rule(
+        self,
+        sobject: str,
+        existing: Record | None,
+        changes: Mapping[str, Any],
+        merged: Mapping[str, Any],
+    ) -> RecordError | None:
+        """The save rules of price books and orders (see the module docstring)."""
+        if sobject == "PricebookEntry" and existing is None:
+            return self._entry_rule(merged)
+        if sobject == "Order":
+            return self._order_rule(existing, changes, merged)
+        if sobject == "OrderItem":
+            return self._order_item_rule(existing, merged)
+        return None
+
+    def _entry_rule(self, merged: Mapping[str, Any]) -> RecordError | None:
+        book = self.records["Pricebook2"][merged["Pricebook2Id"]]
+        currency = merged.get("CurrencyIsoCode") or self.currencies[0]
+
+        def entries(pricebook_id: str) -> list[Record]:
+            return [
+                e
+                for e in self.live("PricebookEntry")
+                if e.values["Pricebook2Id"] == pricebook_id
+                and e.values["Product2Id"] == merged["Product2Id"]
+                and (e.values.get("CurrencyIsoCode") or self.currencies[0]) == currency
+            ]
+
+        if entries(book.id):
+            return RecordError(
+                "DUPLICATE_VALUE", "This price definition already exists in this price book"
+            )
+        if not book.values["IsStandard"] and not entries(self.standard_pricebook().id):
+            return RecordError(
+                "STANDARD_PRICE_NOT_DEFINED", "No standard price defined for this product"
+            )
+        return None
+
+    def _order_rule(
+        self, existing: Record | None, changes: Mapping[str, Any], merged: Mapping[str, Any]
+    ) -> RecordError | None:
+        status = merged["Status"]
+        if status not in ORDER_STATUSES:
+            return RecordError(
+                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                f"Status: bad value for restricted picklist field: {status}",
+                ("Status",),
+            )
+        activating = ORDER_STATUSES[status] == "Activated"
+        if existing is None:
+            if activating:
+                return _integrity(
+                    "You can't create an activated order: create it as Draft, add order "
+                    "products, then activate it",
+                    "Status",
+                )
+            return None
+        changed = [n for n, v in changes.items() if existing.values.get(n) != v]
+        items = self.order_items(existing.id)
+        if activating and existing.values["StatusCode"] != "Activated":
+            if set(changed) - {"Status"}:
+                return _integrity(
+                    "Status is the only field you can update when activating an order", "Status"
+                )
+            if not items:
+                return _integrity("You can't activate an order that has no products", "Status")
+        for name in ("Pricebook2Id", "CurrencyIsoCode"):
+            if name in changed and items:
+                return _integrity(f"Cannot change {name} on an order with products", name)
+        return None
+
+    def _order_item_rule(
+        self, existing: Record | None, merged: Mapping[str, Any]
+    ) -> RecordError | None:
+        order = self.records["Order"][merged["OrderId"]]
+        if order.values["StatusCode"] == "Activated":
+            return _integrity(
+                "You can't add, change or delete products of an activated order", "OrderId"
+            )
+        if existing is not None:
+            return None
+        entry = self.records["PricebookEntry"][merged["PricebookEntryId"]]
+        if not order.values["Pricebook2Id"] or (
+            entry.values["Pricebook2Id"] != order.values["Pricebook2Id"]
+        ):
+            return _integrity(
+                "field integrity exception: PricebookEntryId (pricebook entry is in a different "
+                "pricebook than the one assigned to the Order, or Order has no pricebook "
+                "assigned)",
+                "PricebookEntryId",
+            )
+        if entry.values.get("CurrencyIsoCode") != order.values.get("CurrencyIsoCode"):
+            return _integrity(
+                "field integrity exception: PricebookEntryId (pricebook entry currency code "
+                "does not match order currency code)",
+                "PricebookEntryId",
+            )
+        if not entry.values["IsActive"]:
+            return _integrity(
+                "field integrity exception: PricebookEntryId (pricebook entry is inactive)",
+                "PricebookEntryId",
+            )
+        product = merged.get("Product2Id")
+        if product and product != entry.values["Product2Id"]:
+            return _integrity(
+                "field integrity exception: Product2Id (product does not match the pricebook "
+                "entry's product)",
+                "Product2Id",
+            )
+        return None
+
+    def order_items(self, order_id: str) -> list[Record]:
+        return [r for r in self.live("OrderItem") if r.values["OrderId"] == order_id]
+
+    def delete_problem(self, record: Record) -> RecordError | None:
+        """Why ``record`` cannot be deleted, if it cannot."""
+        if record.sobject == "OrderItem":
+            return self._order_item_rule(record, record.values)
+        return None
 
     def _value_problem(self, spec_field: FieldSpec, value: Any) -> RecordError | None:
         name, kind = spec_field.name, spec_field.type
@@ -281,7 +435,7 @@ class Org:
                     f"Currency ISO Code: invalid currency code: {value}",
                     (name,),
                 )
-            if kind == "reference" and name in REFERENCE_FIELDS:
+            if kind == "reference" and spec_field.reference_to not in ((), ("User",)):
                 return self._reference_problem(spec_field, value)
             return None
         if kind == "boolean":
@@ -312,7 +466,7 @@ class Org:
                 (spec_field.name,),
             )
         target = self.find(value)
-        if target is None or target.deleted or target.sobject != REFERENCE_FIELDS[spec_field.name]:
+        if target is None or target.deleted or target.sobject not in spec_field.reference_to:
             return RecordError(
                 "INVALID_CROSS_REFERENCE_KEY",
                 "invalid cross reference id",
@@ -342,6 +496,10 @@ class Org:
             SystemModstamp=stamp,
         )
         values.update(changes)
+        if spec.name == "Order":
+            values["OrderNumber"] = f"{self.serial:08d}"
+        if spec.name == "OrderItem":
+            values["OrderItemNumber"] = f"{self.serial:010d}"
         record = Record(spec.name, record_id, values)
         self.records[spec.name][record_id] = record
         self._after_save(record, changes, now, user)
@@ -356,6 +514,7 @@ class Org:
         self._after_save(record, changes, now, user)
 
     def _after_save(self, record: Record, changes: dict[str, Any], now: float, user: str) -> None:
+        self._derive(record, now)
         # One primary contact role per opportunity: a new primary demotes the others.
         if record.sobject == "OpportunityContactRole" and changes.get("IsPrimary") is True:
             for other in self.live("OpportunityContactRole"):
@@ -366,9 +525,44 @@ class Org:
                 ):
                     other.values.update(IsPrimary=False, SystemModstamp=int(now))
 
+    def _derive(self, record: Record, now: float) -> None:
+        """The fields Salesforce computes: an entry's product name and code, an order product's
+        product, list price and total, an order's status category and total."""
+        values = record.values
+        if record.sobject == "PricebookEntry":
+            product = self.records["Product2"][values["Product2Id"]]
+            values.update(Name=product.values["Name"], ProductCode=product.values["ProductCode"])
+        elif record.sobject == "OrderItem":
+            entry = self.records["PricebookEntry"][values["PricebookEntryId"]]
+            values.update(
+                Product2Id=entry.values["Product2Id"],
+                ListPrice=entry.values["UnitPrice"],
+                TotalPrice=_money(values["Quantity"] * values["UnitPrice"]),
+            )
+            self._roll_up(values["OrderId"], now)
+        elif record.sobject == "Order":
+            code = ORDER_STATUSES.get(values["Status"])
+            if code == "Activated" and values.get("StatusCode") != "Activated":
+                values["ActivatedDate"] = int(now)
+            values["StatusCode"] = code
+            self._roll_up(record.id, now, bump=False)
+
+    def _roll_up(self, order_id: str, now: float, *, bump: bool = True) -> None:
+        order = self.records["Order"][order_id]
+        total = sum((i.values["TotalPrice"] for i in self.order_items(order_id)), Decimal(0))
+        order.values["TotalAmount"] = _money(total)
+        if bump:
+            order.values["SystemModstamp"] = int(now)
+
     def delete(self, record: Record, now: float, user: str) -> None:
-        """Move to the recycle bin; contact roles go with their contact or opportunity."""
+        """Move to the recycle bin; contact roles go with their contact or opportunity, order
+        products with their order."""
         record.values.update(IsDeleted=True, SystemModstamp=int(now), LastModifiedById=user)
+        if record.sobject == "Order":
+            for item in self.order_items(record.id):
+                item.values.update(IsDeleted=True, SystemModstamp=int(now))
+        if record.sobject == "OrderItem":
+            self._roll_up(record.values["OrderId"], now)
         if record.sobject in ("Contact", "Opportunity"):
             link = "ContactId" if record.sobject == "Contact" else "OpportunityId"
             for role in self.live("OpportunityContactRole"):
@@ -402,6 +596,22 @@ def _stored(spec_field: FieldSpec, value: Any) -> Any:
     if spec_field.type in ("reference", "id") and isinstance(value, str):
         return to_18(value) or value
     return value
+
+
+def _same(spec_field: FieldSpec, value: Any, stored: Mapping[str, Any]) -> bool:
+    return (
+        isinstance(value, str | int | Decimal)
+        and not isinstance(value, bool)
+        and (_stored(spec_field, value) == stored.get(spec_field.name))
+    )
+
+
+def _integrity(message: str, field_name: str) -> RecordError:
+    return RecordError("FIELD_INTEGRITY_EXCEPTION", message, (field_name,))
+
+
+def _money(value: Decimal) -> Decimal:
+    return Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
 def _undeserializable(kind: str, value: Any) -> None:

@@ -201,6 +201,9 @@ class Rest:
             names = self.field_names(spec, request.args.get("fields"))
             return org.render(found, version, names), 200
         if request.method == "DELETE":
+            problem = org.delete_problem(found)
+            if problem is not None:
+                return _error_list([problem]), 400
             org.delete(found, self.now(), org.integration_user)
             return None, 204
         body = self.sim.body()
@@ -389,6 +392,9 @@ class Rest:
                 found = self.locate(org, rid)
                 if isinstance(found, RecordError):
                     return self.failure([found], rid)
+                problem = org.delete_problem(found)
+                if problem is not None:
+                    return self.failure([problem], found.id)
                 org.delete(found, self.now(), org.integration_user)
                 return self.success(found.id)
 

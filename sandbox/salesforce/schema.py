@@ -4,9 +4,24 @@ datetime rendering.
 Facts (shared/reference/api-crms.md section 2, sources there):
 - required fields: Contact ``LastName``; Account ``Name``; Opportunity ``Name``, ``StageName``,
   ``CloseDate`` (SF-OBJREF; the Opportunity set is UNCONFIRMED against the page text);
-- ids are 15/18 characters with a key prefix (001 Account, 003 Contact, 006 Opportunity; 00K for
+- ids are 15/18 characters with a key prefix (001 Account, 003 Contact, 006 Opportunity, 801
+  Order, 802 OrderItem, 01t Product2, 01s Pricebook2, 01u PricebookEntry; 00K for
   OpportunityContactRole and 00D for the org, 005 for users are UNCONFIRMED beyond SF-REST
   examples); the 18-character form appends a 3-character case-safe checksum;
+- Order (SF-OBJREF sforce_api_objects_order.htm): AccountId, EffectiveDate and Status required;
+  Status is a picklist whose values each fall in a StatusCode category, Draft or Activated; an
+  order is activated by updating Status to an Activated value, and "the Status field is the
+  only field you can update when activating the order"; Pricebook2Id; BillToContactId,
+  ShipToContactId, CustomerAuthorizedById (Contact lookups); TotalAmount read-only, the sum of
+  the order products' TotalPrice; OrderNumber auto-numbered;
+- OrderItem (sforce_api_objects_orderitem.htm): OrderId (create-only), PricebookEntryId,
+  Quantity and UnitPrice required; TotalPrice read-only = Quantity x UnitPrice; ListPrice the
+  entry's price; Product2Id the entry's product;
+- Product2 Name required, IsActive defaults to false (sforce_api_objects_product2.htm);
+  Pricebook2 IsStandard read-only: the org's one standard price book exists from the start and
+  cannot be created (sforce_api_objects_pricebook2.htm); PricebookEntry Pricebook2Id, Product2Id
+  (create-only), UnitPrice required, IsActive, UseStandardPrice, CurrencyIsoCode
+  (sforce_api_objects_pricebookentry.htm).
 - datetimes serialise as ``2026-05-20T20:49:32.000+0000`` (SF-REST examples). Salesforce stores
   them to the second as far as the API shows (always ``.000``: UNCONFIRMED), so the simulator
   truncates to the second too, which makes equal ``SystemModstamp`` values common, as they are.
@@ -115,6 +130,11 @@ OPPORTUNITY_CUSTOM = (
     _custom("Tandem_Fulfillment_Status__c", "string", 40),
     _custom("Tandem_Refunded_Amount__c", "currency"),
 )
+ORDER_CUSTOM = OPPORTUNITY_CUSTOM  # an Order carries the same Tandem order fields
+ORDER_ITEM_CUSTOM = (
+    _custom("Tandem_Line_Item_Id__c", "string", 255, external_id=True, unique=True),
+)
+PRODUCT_CUSTOM = (_custom("Tandem_Product_Key__c", "string", 255, external_id=True, unique=True),)
 CURRENCY_FIELD = FieldSpec("CurrencyIsoCode", "picklist", nillable=False, length=3)
 
 ACCOUNT = SObjectSpec(
@@ -166,7 +186,81 @@ OCR = SObjectSpec(
     ),
     ("OpportunityId", "ContactId"),
 )
-REFERENCE_FIELDS = {"AccountId": "Account", "OpportunityId": "Opportunity", "ContactId": "Contact"}
+# Order Status values and their StatusCode category (a new org's defaults; UNCONFIRMED whether
+# an org may add more, e.g. "Ready for Review" in the Draft category).
+ORDER_STATUSES = {"Draft": "Draft", "Activated": "Activated"}
+
+
+def _ref(name: str, target: str, **kw) -> FieldSpec:
+    return FieldSpec(name, "reference", reference_to=(target,), **kw)
+
+
+def _read_only(name: str, type_: str, length: int = 0, **kw) -> FieldSpec:
+    return FieldSpec(name, type_, createable=False, updateable=False, length=length, **kw)
+
+
+PRODUCT2_STANDARD = (
+    *SYSTEM_FIELDS,
+    _text("Name", 255, nillable=False),
+    _text("ProductCode", 255),
+    FieldSpec("IsActive", "boolean", nillable=False),
+    _text("Family", 40, type="picklist"),
+    _text("Description", 4000, type="textarea"),
+)
+PRICEBOOK2 = SObjectSpec(
+    "Pricebook2",
+    "01s",
+    (
+        *SYSTEM_FIELDS,
+        _text("Name", 255, nillable=False),
+        FieldSpec("IsActive", "boolean", nillable=False),
+        _read_only("IsStandard", "boolean", nillable=False),
+        _text("Description", 255),
+    ),
+    ("Name",),
+)
+PRICEBOOK_ENTRY_STANDARD = (
+    *SYSTEM_FIELDS,
+    _ref("Pricebook2Id", "Pricebook2", updateable=False, nillable=False),
+    _ref("Product2Id", "Product2", updateable=False, nillable=False),
+    FieldSpec("UnitPrice", "currency", nillable=False),
+    FieldSpec("IsActive", "boolean", nillable=False),
+    FieldSpec("UseStandardPrice", "boolean", nillable=False),
+    _read_only("Name", "string", 255),
+    _read_only("ProductCode", "string", 255),
+)
+ORDER_STANDARD = (
+    *SYSTEM_FIELDS,
+    OWNER,
+    _ref("AccountId", "Account", nillable=False),
+    FieldSpec("EffectiveDate", "date", nillable=False),
+    _text("Status", 40, type="picklist", nillable=False),
+    _read_only("StatusCode", "picklist", 40),
+    _ref("Pricebook2Id", "Pricebook2"),
+    _ref("BillToContactId", "Contact"),
+    _ref("ShipToContactId", "Contact"),
+    _ref("CustomerAuthorizedById", "Contact"),
+    _text("Description", 32000, type="textarea"),
+    _read_only("OrderNumber", "string", 30),
+    _read_only("TotalAmount", "currency"),
+    _read_only("ActivatedDate", "datetime", nillable=True),
+)
+ORDER_ITEM_STANDARD = (
+    *SYSTEM_FIELDS,
+    _ref("OrderId", "Order", updateable=False, nillable=False),
+    _ref("PricebookEntryId", "PricebookEntry", updateable=False, nillable=False),
+    _ref("Product2Id", "Product2", updateable=False),
+    FieldSpec("Quantity", "double", nillable=False),
+    FieldSpec("UnitPrice", "currency", nillable=False),
+    _read_only("ListPrice", "currency"),
+    _read_only("TotalPrice", "currency"),
+    _text("Description", 255),
+    _read_only("OrderItemNumber", "string", 10),
+)
+# Currency is fixed when the record is created: an entry's by its price book entry row, an
+# order's once it has products (checked in the save rules).
+ENTRY_CURRENCY_FIELD = FieldSpec("CurrencyIsoCode", "picklist", nillable=False, length=3,
+                                 updateable=False)  # fmt: skip
 DEFAULT_CURRENCIES = ("USD", "EUR", "GBP", "CAD", "AUD", "JPY", "CHF")
 
 
@@ -182,6 +276,8 @@ def build_schema(
     contact = CONTACT_STANDARD + (CONTACT_CUSTOM if custom_fields else ())
     opportunity = OPPORTUNITY_STANDARD + ((CURRENCY_FIELD,) if multi_currency else ())
     opportunity += OPPORTUNITY_CUSTOM if custom_fields else ()
+    currency = (CURRENCY_FIELD,) if multi_currency else ()
+    custom = custom_fields
     specs = {
         "Account": ACCOUNT,
         "Contact": SObjectSpec("Contact", "003", contact, ("LastName",)),
@@ -189,6 +285,28 @@ def build_schema(
             "Opportunity", "006", opportunity, ("Name", "StageName", "CloseDate")
         ),
         "OpportunityContactRole": OCR,
+        "Product2": SObjectSpec(
+            "Product2", "01t", PRODUCT2_STANDARD + (PRODUCT_CUSTOM if custom else ()), ("Name",)
+        ),
+        "Pricebook2": PRICEBOOK2,
+        "PricebookEntry": SObjectSpec(
+            "PricebookEntry",
+            "01u",
+            PRICEBOOK_ENTRY_STANDARD + ((ENTRY_CURRENCY_FIELD,) if multi_currency else ()),
+            ("Pricebook2Id", "Product2Id", "UnitPrice"),
+        ),
+        "Order": SObjectSpec(
+            "Order",
+            "801",
+            ORDER_STANDARD + currency + (ORDER_CUSTOM if custom else ()),
+            ("AccountId", "EffectiveDate", "Status"),
+        ),
+        "OrderItem": SObjectSpec(
+            "OrderItem",
+            "802",
+            ORDER_ITEM_STANDARD + (ORDER_ITEM_CUSTOM if custom else ()),
+            ("OrderId", "PricebookEntryId", "Quantity", "UnitPrice"),
+        ),
     }
     for target, change in (overrides or {}).items():
         sobject, _, name = str(target).partition(".")

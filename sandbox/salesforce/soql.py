@@ -143,7 +143,11 @@ class _Parser:
             self.take()
             names.append(self.name())
         self.expect("from")
-        object_name = self.name()
+        # The object may be named like a keyword: ``FROM Order`` is the Order object.
+        token = self.take()
+        if token.kind != "word":
+            raise QueryError("MALFORMED_QUERY", f"unexpected token: {token.text}")
+        object_name = token.text
         spec = next((s for n, s in self.schema.items() if n.lower() == object_name.lower()), None)
         if spec is None:
             raise QueryError("INVALID_TYPE", f"sObject type '{object_name}' is not supported.")

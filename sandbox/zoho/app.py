@@ -104,6 +104,9 @@ class Knobs:
     token_error_status: int = 400  # HTTP status of a refused token request (200 or 400)
     scope_mismatch: bool = False  # every API call answers 401 OAUTH_SCOPE_MISMATCH
     api_domain: str | None = None  # a forged ``api_domain`` in token answers (SSRF tests)
+    # Rows of a subform (Sales_Orders.Ordered_Items) that an update does not name by ``id``:
+    # "append" keeps them (v7/v8 update-subforms.html), "replace" deletes them (the v2 page).
+    subform_update: str = "append"
 
 
 @dataclass
@@ -438,7 +441,11 @@ def _api(sim: Simulator) -> Blueprint:
         return decorate
 
     def options() -> WriteOptions:
-        return WriteOptions(faults=sim.faults(), unknown_fields=sim.knobs.unknown_fields)
+        return WriteOptions(
+            faults=sim.faults(),
+            unknown_fields=sim.knobs.unknown_fields,
+            subform_update=sim.knobs.subform_update,
+        )
 
     def write(account: Account, module: str, operation: str) -> Response:
         org = account.org
@@ -609,8 +616,8 @@ def _api(sim: Simulator) -> Blueprint:
             raise ApiError(
                 400, "REQUIRED_PARAM_MISSING", "required param not found", {"param": "module"}
             )
-        module = org.module(name)
-        return _json({"fields": [org.field_json(module, s) for s in org.fields[module].values()]})
+        specs = org.field_specs(name)  # a module, or a subform's rows (fields?module=Ordered_Items)
+        return _json({"fields": [org.field_json(name, s) for s in specs.values()]})
 
     return bp
 
@@ -704,6 +711,13 @@ def _control(sim: Simulator) -> Blueprint:
 
     @bp.get("/orgs/<org_id>/summary")
     def summary(org_id: str) -> Response:
+        """CRM-neutral contacts and orders. Orders are the Sales_Orders when the org has any
+        (``line_items`` the number of rows, ``amount`` the Grand_Total), else the Deals
+        (``line_items`` null, ``amount`` the Amount); ``?orders=Sales_Orders`` or
+        ``?orders=Deals`` picks one. ``contact_ids`` is the Contact_Name lookup."""
+        wanted = request.args.get("orders")
+        if wanted not in (None, "Sales_Orders", "Deals"):
+            raise BadRequest("orders must be Sales_Orders or Deals")
         with sim.lock:
             org = sim.account(org_id).org
             contacts = [
@@ -715,18 +729,24 @@ def _control(sim: Simulator) -> Blueprint:
                 }
                 for r in org.live("Contacts")
             ]
+            module = wanted or ("Sales_Orders" if org.live("Sales_Orders") else "Deals")
+            amount_field = "Grand_Total" if module == "Sales_Orders" else "Amount"
             orders = [
                 {
                     "id": r.id,
                     "external_id": r.values.get("Tandem_Order_Id"),
-                    "amount": None if r.values.get("Amount") is None else str(r.values["Amount"]),
+                    "amount": None
+                    if r.values.get(amount_field) is None
+                    else str(r.values[amount_field]),
                     "currency": r.values.get("Currency"),
                     "contact_ids": [r.values["Contact_Name"]]
                     if r.values.get("Contact_Name")
                     else [],
-                    "line_items": None,
+                    "line_items": len(r.values.get("Ordered_Items") or [])
+                    if module == "Sales_Orders"
+                    else None,
                 }
-                for r in org.live("Deals")
+                for r in org.live(module)
             ]
             return _json({"contacts": contacts, "orders": orders})
 
@@ -816,6 +836,8 @@ def _control(sim: Simulator) -> Blueprint:
             raise BadRequest(f"unknown knobs: {', '.join(unknown)}")
         if "unknown_fields" in data and data["unknown_fields"] not in ("error", "ignore"):
             raise BadRequest("unknown_fields must be 'error' or 'ignore'")
+        if "subform_update" in data and data["subform_update"] not in ("append", "replace"):
+            raise BadRequest("subform_update must be 'append' or 'replace'")
         if "token_error_status" in data and data["token_error_status"] not in (200, 400, 401):
             raise BadRequest("token_error_status must be 200, 400 or 401")
         for name in ("inject", "fault_values"):

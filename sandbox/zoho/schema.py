@@ -199,8 +199,11 @@ _STANDARD: dict[str, tuple[FieldSpec, ...]] = {
             read_only=True,
             formula="Sub_Total - Discount + Tax + Adjustment",
         ),
-        *(_f(f"{side}_{part}", "text", length=250) for side in ("Billing", "Shipping")
-          for part in ("Street", "City", "State", "Code", "Country")),  # fmt: skip
+        *(
+            _f(f"{side}_{part}", "text", length=250)
+            for side in ("Billing", "Shipping")
+            for part in ("Street", "City", "State", "Code", "Country")
+        ),
         _f("Description", "textarea", length=32000),
         *_AUDIT,
     ),

@@ -17,15 +17,27 @@ guards every call. Facts and sources (shared/reference/api-crms.md section 3):
   ``page_token`` (bound to the query, 24 h, up to 100,000 records); ``fields`` mandatory;
   ``If-Modified-Since``: https://www.zoho.com/crm/developer/docs/api/v8/get-records.html
 - datetimes ISO 8601 with offset and no milliseconds; ids long numeric strings.
+- subforms (the ``Ordered_Items`` line items of Sales_Orders) on update, v7 update-subforms.html
+  (ZO-V7MIRROR ``SurajKumar2235/Crm_ChatBOT`` api_docs/Subform_Data_384.md; the v8 page,
+  https://www.zoho.com/crm/developer/docs/api/v8/update-subforms.html, opens the same way): a row
+  sent with the ``id`` of an existing row updates that row (fields not sent are kept); a row
+  without ``id`` is appended ("the subform will now have two rows"); ``"_delete": null`` on a
+  row with an ``id`` deletes it; an empty list deletes every row; rows not sent are kept. The v2
+  page (https://www.zoho.com/crm/developer/docs/api/v2/update-subforms.html) said instead that
+  rows not named by ``id`` are deleted; which one v8 line items follow is UNCONFIRMED, so the
+  ``subform_update`` knob switches to that behaviour ("replace"). Clearing the mandatory line
+  items (``[]``) is refused with MANDATORY_NOT_FOUND (UNCONFIRMED). An ``id`` that is not a row
+  of the record: INVALID_DATA naming ``id`` at the row's json_path (UNCONFIRMED).
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,6 +45,7 @@ from sandbox.zoho.schema import (
     DEFAULT_CURRENCIES,
     JSON_TYPES,
     MODULES,
+    SUBFORMS,
     SYSTEM_DUPLICATE_CHECK,
     SYSTEM_FIELDS,
     FieldSpec,
@@ -48,6 +61,16 @@ MAX_FIELDS = 50
 MAX_IDS = 100
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# The field that names a record when another record's lookup shows it as ``{name, id}``.
+NAME_FIELDS = {
+    "Deals": "Deal_Name",
+    "Accounts": "Account_Name",
+    "Products": "Product_Name",
+    "Sales_Orders": "Subject",
+}
+# Values a new record gets when the write leaves them out.
+INSERT_DEFAULTS: dict[str, dict[str, Any]] = {"Products": {"Product_Active": True}}
+CENT = Decimal("0.01")
 
 
 class ApiError(Exception):
@@ -109,6 +132,25 @@ class WriteOptions:
     faults: frozenset[str] = frozenset()
     unknown_fields: str = "error"  # "error": INVALID_DATA; "ignore": dropped silently
     by: str = "integration"  # which user writes: "integration" (API) or "rep" (the UI)
+    subform_update: str = "append"  # rows not sent on update: "append" keeps, "replace" drops
+
+
+@dataclass
+class RowEdit:
+    """One row of a subform as a write sends it, checked but not yet applied."""
+
+    row_id: str | None
+    delete: bool
+    values: dict[str, Any]
+    path: str
+
+
+@dataclass
+class SubformEdit:
+    """A subform's rows as a write sends them; resolved against the record's rows once the
+    write knows which record it changes (an upsert learns that late)."""
+
+    rows: list[RowEdit]
 
 
 def iso(epoch: int, zone: ZoneInfo) -> str:
@@ -135,6 +177,9 @@ class Org:
         self.fields: dict[str, dict[str, FieldSpec]] = {
             m: default_fields(m, custom_fields=custom_fields) for m in MODULES
         }
+        self.subform_fields: dict[str, dict[str, FieldSpec]] = {
+            s: default_fields(s, custom_fields=custom_fields) for s in SUBFORMS
+        }
         for module, names in (extra_unique or {}).items():
             for name in names:
                 self.fields[module][name] = replace(self.field(module, name), unique=True)
@@ -149,7 +194,9 @@ class Org:
         }
         self._users_by_id = {u.id: u for u in self.users.values()}
         self.field_ids = {
-            (m, name): self._new_id() for m, specs in self.fields.items() for name in specs
+            (m, name): self._new_id()
+            for m, specs in (self.fields | self.subform_fields).items()
+            for name in specs
         }
         self.writes = {m: {"inserts": 0, "updates": 0, "deletes": 0} for m in MODULES}
 
@@ -164,6 +211,12 @@ class Org:
                 {"resource_path_index": 0},
             )
         return name
+
+    def field_specs(self, name: str) -> dict[str, FieldSpec]:
+        """The fields of a module or of a subform's rows (for the fields metadata API)."""
+        if name in self.subform_fields:
+            return self.subform_fields[name]
+        return self.fields[self.module(name)]
 
     def field(self, module: str, name: str) -> FieldSpec:
         spec = self.fields[self.module(module)].get(name)
@@ -204,12 +257,18 @@ class Org:
                 )
             ],
             "currency": {"rounding_option": "normal", "precision": 2}
-            if spec.data_type == "currency"
+            if spec.data_type == "currency" or spec.formula
+            else {},
+            "subform": {"module": spec.subform, "id": self._module_id(spec.subform)}
+            if spec.subform
+            else {},
+            "formula": {"return_type": "currency", "expression": spec.formula}
+            if spec.formula
             else {},
         }
 
     def _module_id(self, module: str) -> str:
-        return f"{self._id_prefix}{MODULES.index(module) + 1:012d}"
+        return f"{self._id_prefix}{(MODULES + SUBFORMS).index(module) + 1:012d}"
 
     def _new_id(self) -> str:
         self._next += 1
@@ -253,14 +312,33 @@ class Org:
         if spec.data_type == "lookup":
             target = self.records[spec.lookup_module or ""].get(raw)
             return {"name": self._display_name(target), "id": raw}
+        if spec.data_type == "subform":
+            return [self._render_row(record, spec.subform or "", row) for row in raw]
         return raw
+
+    def _render_row(self, parent: Record, subform: str, row: Mapping[str, Any]) -> dict:
+        out: dict[str, Any] = {"id": row["id"]}
+        for name, spec in self.subform_fields[subform].items():
+            raw = row.get(name)
+            if name == "Parent_Id":
+                out[name] = {"name": self._display_name(parent), "id": parent.id}
+            elif raw is None:
+                out[name] = None
+            elif spec.data_type == "datetime":
+                out[name] = iso(raw, self.zone)
+            elif spec.data_type == "lookup":
+                target = self.records[spec.lookup_module or ""].get(raw)
+                out[name] = {"name": self._display_name(target), "id": raw}
+            else:
+                out[name] = raw
+        return out
 
     def _display_name(self, record: Record | None) -> str | None:
         if record is None:
             return None
         if record.module == "Contacts":
             return self._value(record, self.fields["Contacts"]["Full_Name"])
-        return record.values.get("Deal_Name")
+        return record.values.get(NAME_FIELDS[record.module])
 
     def success_details(self, record: Record) -> dict[str, Any]:
         return {
@@ -440,6 +518,9 @@ class Org:
                 )
             if spec.read_only:
                 continue
+            if spec.data_type == "subform":
+                changes[name] = self._subform_edit(spec, raw, f"{base}.{name}", options)
+                continue
             value = self._convert(module, spec, raw, f"{base}.{name}")
             if isinstance(value, str) and value.strip().lower() in options.faults:
                 raise _Refused(
@@ -465,6 +546,9 @@ class Org:
                 if found is not None:
                     target, duplicate_field = found, name
                     break
+        for name, value in list(changes.items()):
+            if isinstance(value, SubformEdit):
+                changes[name] = self._merge_rows(target, specs[name], value, options)
         # Mandatory fields: all of them on insert; on update only those being cleared.
         for spec in specs.values():
             if not spec.mandatory:
@@ -475,7 +559,7 @@ class Org:
                 value = changes[spec.api_name]
             else:
                 continue
-            if value is None or value == "":
+            if value is None or value == "" or value == []:
                 raise _Refused(
                     record_error(
                         "MANDATORY_NOT_FOUND",
@@ -486,7 +570,7 @@ class Org:
                 )
         for name, value in changes.items():
             spec = specs[name]
-            if not spec.unique or value is None or value == "":
+            if not spec.unique or value is None or value == "" or isinstance(value, list):
                 continue
             holder = self.find_by(module, name, value)
             if holder is not None and (target is None or holder.id != target.id):
@@ -525,17 +609,177 @@ class Org:
         (UNCONFIRMED whether Zoho skips no-op updates)."""
         user = self.users[by]
         if target is None:
-            values = dict(changes)
+            values = {**INSERT_DEFAULTS.get(module, {}), **changes}
             values.setdefault("Owner", user.id)
             record = Record(self._new_id(), module, values, now, now, user.id, user.id)
             self.records[module][record.id] = record
             self.writes[module]["inserts"] += 1
+            self._compute(record, now)
             return record, True
         target.values.update(changes)
         target.modified = now
         target.modified_by = user.id
         self.writes[module]["updates"] += 1
+        self._compute(target, now)
         return target, False
+
+    # ----------------------------------------------------------------- subforms
+
+    def _subform_edit(
+        self, spec: FieldSpec, raw: Any, path: str, options: WriteOptions
+    ) -> SubformEdit:
+        """Check the rows a write sends (types, lookups, unknown fields). Raises _Refused."""
+        if raw is None:
+            return SubformEdit([])
+        if not isinstance(raw, list):
+            raise _Refused(
+                record_error(
+                    "INVALID_DATA",
+                    "invalid data",
+                    expected_data_type="jsonarray",
+                    api_name=spec.api_name,
+                    json_path=path,
+                )
+            )
+        row_specs = self.subform_fields[spec.subform or ""]
+        rows = []
+        for index, item in enumerate(raw):
+            row_path = f"{path}[{index}]"
+            if not isinstance(item, Mapping):
+                raise _Refused(record_error("INVALID_DATA", "invalid data", json_path=row_path))
+            row_id = item.get("id")
+            values: dict[str, Any] = {}
+            for name, value in item.items():
+                if name in ("id", "_delete") or name.startswith("$"):
+                    continue
+                row_spec = row_specs.get(name)
+                if row_spec is None:
+                    if options.unknown_fields == "ignore":
+                        continue
+                    raise _Refused(
+                        record_error(
+                            "INVALID_DATA",
+                            "invalid data",
+                            api_name=name,
+                            json_path=f"{row_path}.{name}",
+                        )
+                    )
+                if row_spec.read_only:
+                    continue  # Total, Net_Total, Sequence_Number...: Zoho's to compute
+                values[name] = self._convert(
+                    spec.subform or "", row_spec, value, f"{row_path}.{name}"
+                )
+            rows.append(
+                RowEdit(str(row_id) if row_id else None, "_delete" in item, values, row_path)
+            )
+        return SubformEdit(rows)
+
+    def _merge_rows(
+        self, target: Record | None, spec: FieldSpec, edit: SubformEdit, options: WriteOptions
+    ) -> list[dict[str, Any]]:
+        """The record's rows after ``edit`` (copies: nothing is changed until ``apply``)."""
+        existing = (
+            [copy.copy(r) for r in (target.values.get(spec.api_name) or [])] if target else []
+        )
+        by_id = {row["id"]: row for row in existing}
+        row_specs = self.subform_fields[spec.subform or ""]
+        named: list[dict[str, Any]] = []
+        deleted: set[str] = set()
+        added: list[dict[str, Any]] = []
+        if not edit.rows:
+            return []  # an empty list deletes every row (update-subforms.html)
+        for row in edit.rows:
+            if row.row_id is not None:
+                current = by_id.get(row.row_id)
+                if current is None:
+                    raise _Refused(
+                        record_error(
+                            "INVALID_DATA",
+                            "the id given seems to be invalid",
+                            api_name="id",
+                            json_path=f"{row.path}.id",
+                        )
+                    )
+                if row.delete:
+                    deleted.add(row.row_id)
+                    continue
+                if row.values:
+                    current.update(row.values, _touched=True)
+                self._check_row(row_specs, current, row.values, row.path, new=False)
+                named.append(current)
+                continue
+            if row.delete:
+                raise _Refused(
+                    record_error(
+                        "MANDATORY_NOT_FOUND",
+                        "required field not found",
+                        api_name="id",
+                        json_path=f"{row.path}.id",
+                    )
+                )
+            fresh = {"id": None, **row.values}
+            self._check_row(row_specs, fresh, row.values, row.path, new=True)
+            if fresh.get("List_Price") is None:
+                product = self.get("Products", fresh["Product_Name"])
+                fresh["List_Price"] = (product.values.get("Unit_Price") if product else None) or 0
+            added.append(fresh)
+        if options.subform_update == "replace":
+            return named + added
+        return [r for r in existing if r["id"] not in deleted] + added
+
+    @staticmethod
+    def _check_row(
+        specs: Mapping[str, FieldSpec],
+        row: Mapping[str, Any],
+        sent: Mapping[str, Any],
+        path: str,
+        *,
+        new: bool,
+    ) -> None:
+        """Mandatory row fields: all of them in a new row; in an updated row, those cleared."""
+        for name, spec in specs.items():
+            if not spec.mandatory or (not new and name not in sent):
+                continue
+            if row.get(name) in (None, ""):
+                raise _Refused(
+                    record_error(
+                        "MANDATORY_NOT_FOUND",
+                        "required field not found",
+                        api_name=name,
+                        json_path=f"{path}.{name}",
+                    )
+                )
+
+    def _compute(self, record: Record, now: int) -> None:
+        """Row ids, sequence numbers, timestamps and formulas, then the record's totals."""
+        specs = self.fields[record.module]
+        for spec in specs.values():
+            if spec.data_type != "subform":
+                continue
+            for sequence, row in enumerate(record.values.get(spec.api_name) or [], start=1):
+                if row.get("id") is None:
+                    row.update(id=self._new_id(), Created_Time=now, Modified_Time=now)
+                if row.pop("_touched", False):
+                    row["Modified_Time"] = now
+                total = _money(Decimal(row["List_Price"]) * Decimal(row["Quantity"]))
+                after_discount = total - _money(row.get("Discount") or 0)
+                row.update(
+                    Sequence_Number=sequence,
+                    Total=total,
+                    Total_After_Discount=after_discount,
+                    Net_Total=after_discount + _money(row.get("Tax") or 0),
+                )
+        if "Grand_Total" in specs:
+            rows = record.values.get("Ordered_Items") or []
+            sub_total = sum((row["Net_Total"] for row in rows), Decimal("0.00"))
+            values = record.values
+            record.values.update(
+                Sub_Total=sub_total,
+                Grand_Total=sub_total
+                - _money(values.get("Discount") or 0)
+                + _money(values.get("Tax") or 0)
+                + _money(values.get("Adjustment") or 0),
+            )
 
     def check_create(self, module: str, item: Any, now: int, by: str) -> Record:
         """A UI create (control API): the same rules, all or nothing. Raises ValueError."""
@@ -596,6 +840,11 @@ class Org:
             "Modified_Time": lambda r: (r.modified, int(r.id)),
         }[sort_by]
         return sorted(records, key=key, reverse=sort_order == "desc")
+
+
+def _money(value: Any) -> Decimal:
+    """An amount to the currency's 2 places, rounded half up (``rounding_option`` "normal")."""
+    return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 @dataclass

@@ -747,3 +747,242 @@ def test_a_body_that_is_not_json_is_json_parser_error(client, headers):
     )
     assert response.status_code == 400
     assert response.get_json()[0]["errorCode"] == "JSON_PARSER_ERROR"
+
+
+# ------------------------------------------------------------------ products, price books, orders
+
+
+def sobject(kind: str, **fields) -> dict:
+    return {"attributes": {"type": kind}, **fields}
+
+
+def ok(items: list[dict]) -> list[str]:
+    assert all(i["success"] for i in items), items
+    return [i["id"] for i in items]
+
+
+def standard_book(client, headers) -> str:
+    soql = "SELECT Id, Name FROM Pricebook2 WHERE IsStandard = true"
+    [book] = query(client, headers, soql).get_json()["records"]
+    assert book["Name"] == "Standard Price Book"
+    return book["Id"]
+
+
+def catalogue(client, headers, price=10, currency="USD"):
+    """(standard book, product, its standard entry)."""
+    book = standard_book(client, headers)
+    [product] = ok(
+        create(client, headers, [sobject("Product2", Name="Mug", IsActive=True)]).get_json()
+    )
+    entry = sobject("PricebookEntry", Pricebook2Id=book, Product2Id=product, UnitPrice=price,
+                    IsActive=True, CurrencyIsoCode=currency)  # fmt: skip
+    [entry_id] = ok(create(client, headers, [entry]).get_json())
+    return book, product, entry_id
+
+
+def draft_order(client, headers, book, **fields) -> str:
+    [account] = ok(
+        create(client, headers, [sobject("Account", Name="Online store customers")]).get_json()
+    )
+    order = sobject("Order", AccountId=account, EffectiveDate="2026-05-20", Status="Draft",
+                    Pricebook2Id=book, CurrencyIsoCode="USD", **fields)  # fmt: skip
+    [order_id] = ok(create(client, headers, [order]).get_json())
+    return order_id
+
+
+def item(order_id, entry_id, quantity=1, price=10, **fields) -> dict:
+    return sobject("OrderItem", OrderId=order_id, PricebookEntryId=entry_id, Quantity=quantity,
+                   UnitPrice=price, **fields)  # fmt: skip
+
+
+def test_every_org_has_one_standard_price_book_the_api_cannot_create(client, headers):
+    book = standard_book(client, headers)
+    assert book.startswith("01s")
+    made = create(
+        client, headers, [sobject("Pricebook2", Name="Another", IsStandard=True)]
+    ).get_json()
+    assert made[0]["errors"][0]["statusCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
+    [custom] = ok(
+        create(client, headers, [sobject("Pricebook2", Name="Wholesale", IsActive=True)]).get_json()
+    )
+    assert query(client, headers, "SELECT Id FROM Pricebook2 WHERE IsStandard = false").get_json()[
+        "records"
+    ] == [
+        {
+            "attributes": {"type": "Pricebook2", "url": f"{V}/sobjects/Pricebook2/{custom}"},
+            "Id": custom,
+        }
+    ]
+
+
+def test_products_need_a_name_are_inactive_by_default_and_upsert_by_their_key(client, headers):
+    [missing] = create(client, headers, [sobject("Product2", ProductCode="MUG")]).get_json()
+    assert missing["errors"][0]["statusCode"] == "REQUIRED_FIELD_MISSING"
+    body = {"Name": "Mug", "ProductCode": "MUG"}
+    path = f"{V}/sobjects/Product2/Tandem_Product_Key__c/shop:v1"
+    first = client.patch(path, json=body, headers=headers)
+    again = client.patch(path, json={**body, "Name": "Big mug"}, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.get_json()["id"].startswith("01t")
+    [stored] = dump(client, "Product2")
+    assert (stored["Name"], stored["IsActive"]) == ("Big mug", False)
+
+
+def test_price_book_entries_are_unique_and_custom_books_need_a_standard_price(client, headers):
+    book, product, _ = catalogue(client, headers)
+    again = sobject("PricebookEntry", Pricebook2Id=book, Product2Id=product, UnitPrice=12,
+                    CurrencyIsoCode="USD")  # fmt: skip
+    [duplicate] = create(client, headers, [again]).get_json()
+    assert duplicate["errors"][0]["statusCode"] == "DUPLICATE_VALUE"
+    assert ok(
+        create(client, headers, [{**again, "CurrencyIsoCode": "EUR"}]).get_json()
+    )  # per currency
+    [custom] = ok(
+        create(client, headers, [sobject("Pricebook2", Name="Wholesale", IsActive=True)]).get_json()
+    )
+    in_custom = {**again, "Pricebook2Id": custom}
+    assert ok(create(client, headers, [in_custom]).get_json())
+    [no_standard] = create(client, headers, [{**in_custom, "CurrencyIsoCode": "GBP"}]).get_json()
+    assert no_standard["errors"][0]["statusCode"] == "STANDARD_PRICE_NOT_DEFINED"
+    soql = f"SELECT Id, Name, UnitPrice FROM PricebookEntry WHERE Product2Id IN ('{product}') AND IsActive = true"  # noqa: S608
+    [active] = query(client, headers, soql).get_json()["records"]
+    assert (active["Name"], active["UnitPrice"]) == ("Mug", 10)
+
+
+def test_an_order_needs_account_date_and_draft_status(client, headers):
+    book = standard_book(client, headers)
+    [missing] = create(client, headers, [sobject("Order", Status="Draft")]).get_json()
+    assert missing["errors"][0]["fields"] == ["AccountId", "EffectiveDate"]
+    [account] = ok(create(client, headers, [sobject("Account", Name="Buyers")]).get_json())
+    base = sobject("Order", AccountId=account, EffectiveDate="2026-05-20", Pricebook2Id=book)
+    [active] = create(client, headers, [{**base, "Status": "Activated"}]).get_json()
+    assert active["errors"][0]["statusCode"] == "FIELD_INTEGRITY_EXCEPTION"
+    [bad] = create(client, headers, [{**base, "Status": "Shipped"}]).get_json()
+    assert bad["errors"][0]["statusCode"] == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+    [order_id] = ok(create(client, headers, [{**base, "Status": "Draft"}]).get_json())
+    [order] = dump(client, "Order")
+    assert (order_id[:3], order["StatusCode"], order["TotalAmount"]) == ("801", "Draft", 0)
+
+
+def test_order_items_total_up_into_the_order(client, headers):
+    book, product, entry = catalogue(client, headers, price=10)
+    order_id = draft_order(client, headers, book)
+    items = [item(order_id, entry, 2, 19.9), item(order_id, entry, 1, 0.1, TotalPrice=5)]
+    [refused] = create(client, headers, items[1:]).get_json()  # TotalPrice is read-only
+    assert refused["errors"][0]["statusCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
+    without_total = {k: v for k, v in items[1].items() if k != "TotalPrice"}
+    first, second = ok(create(client, headers, [items[0], without_total]).get_json())
+    soql = (
+        f"SELECT Id, Product2Id, ListPrice, TotalPrice FROM OrderItem WHERE OrderId = '{order_id}'"  # noqa: S608
+    )
+    text = query(client, headers, soql).get_data(as_text=True)
+    assert '"TotalPrice":39.80' in text and '"TotalPrice":0.10' in text
+    assert f'"Product2Id":"{product}"' in text and '"ListPrice":10' in text
+    order_text = query(client, headers, "SELECT TotalAmount FROM Order").get_data(as_text=True)
+    assert '"TotalAmount":39.90' in order_text
+    client.delete(f"{V}/composite/sobjects?ids={first}", headers=headers)
+    assert '"TotalAmount":0.10' in query(client, headers, "SELECT TotalAmount FROM Order").get_data(
+        as_text=True
+    )
+    assert second.startswith("802")
+
+
+def test_order_items_must_use_the_orders_price_book_and_currency(client, headers):
+    book, product, entry = catalogue(client, headers)
+    [eur_entry] = ok(create(client, headers, [sobject("PricebookEntry", Pricebook2Id=book,
+        Product2Id=product, UnitPrice=9, IsActive=True, CurrencyIsoCode="EUR")]).get_json())  # fmt: skip
+    [custom] = ok(
+        create(client, headers, [sobject("Pricebook2", Name="Wholesale", IsActive=True)]).get_json()
+    )
+    [other_entry] = ok(create(client, headers, [sobject("PricebookEntry", Pricebook2Id=custom,
+        Product2Id=product, UnitPrice=8, IsActive=True, CurrencyIsoCode="USD")]).get_json())  # fmt: skip
+    order_id = draft_order(client, headers, book)
+    no_book = draft_order(client, headers, None)
+    results = create(client, headers, [item(order_id, eur_entry), item(order_id, other_entry),
+                                       item(no_book, entry)]).get_json()  # fmt: skip
+    assert [r["errors"][0]["statusCode"] for r in results] == ["FIELD_INTEGRITY_EXCEPTION"] * 3
+    assert "currency" in results[0]["errors"][0]["message"]
+    assert results[1]["errors"][0]["fields"] == ["PricebookEntryId"]
+    assert dump(client, "OrderItem") == []
+
+
+def test_activation_needs_products_and_locks_them(client, headers):
+    book, _, entry = catalogue(client, headers)
+    order_id = draft_order(client, headers, book)
+    url = f"{V}/sobjects/Order/{order_id}"
+    empty = client.patch(url, json={"Status": "Activated"}, headers=headers)
+    assert empty.get_json()[0]["errorCode"] == "FIELD_INTEGRITY_EXCEPTION"
+    [line] = ok(create(client, headers, [item(order_id, entry)]).get_json())
+    both = client.patch(url, json={"Status": "Activated", "Description": "x"}, headers=headers)
+    assert both.status_code == 400  # Status is the only field an activation may change
+    assert client.patch(url, json={"Status": "Activated"}, headers=headers).status_code == 204
+    [order] = dump(client, "Order")
+    assert (order["StatusCode"], order["ActivatedDate"] is not None) == ("Activated", True)
+    [added] = create(client, headers, [item(order_id, entry)]).get_json()
+    assert added["errors"][0]["statusCode"] == "FIELD_INTEGRITY_EXCEPTION"
+    [deleted] = client.delete(f"{V}/composite/sobjects?ids={line}", headers=headers).get_json()
+    assert not deleted["success"]
+    assert client.patch(url, json={"Pricebook2Id": None}, headers=headers).status_code == 400
+    assert client.patch(url, json={"Status": "Draft"}, headers=headers).status_code == 204
+
+
+def test_orders_and_items_upsert_by_tandem_ids_resending_create_only_fields(client, headers):
+    book, _, entry = catalogue(client, headers)
+    [account] = ok(create(client, headers, [sobject("Account", Name="Buyers")]).get_json())
+    order = {"AccountId": account, "EffectiveDate": "2026-05-20", "Status": "Draft",
+             "Pricebook2Id": book, "CurrencyIsoCode": "USD"}  # fmt: skip
+    path = f"{V}/sobjects/Order/Tandem_Order_Id__c/shop:1"
+    order_id = client.patch(path, json=order, headers=headers).get_json()["id"]
+    again = client.patch(path, json={**order, "Description": "paid"}, headers=headers)
+    assert (again.status_code, again.get_json()["created"]) == (200, False)
+    lines = {"allOrNone": True, "records": [
+        {**item(order_id, entry, 2, 5), "Tandem_Line_Item_Id__c": "shop:1:1"},
+        {**item(order_id, entry, 1, 7), "Tandem_Line_Item_Id__c": "shop:1:2"}]}  # fmt: skip
+    url = f"{V}/composite/sobjects/OrderItem/Tandem_Line_Item_Id__c"
+    first = client.patch(url, json=lines, headers=headers).get_json()
+    lines["records"][0]["Quantity"] = 3
+    second = client.patch(url, json=lines, headers=headers).get_json()
+    assert [i["created"] for i in first + second] == [True, True, False, False]
+    assert len(dump(client, "OrderItem")) == 2
+    other = draft_order(client, headers, book)
+    lines["records"][0]["OrderId"] = other  # OrderId is create-only
+    [moved, _] = client.patch(url, json=lines, headers=headers).get_json()
+    assert moved["errors"][0]["statusCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
+    assert '"TotalAmount":22.00' in query(
+        client,
+        headers,
+        f"SELECT TotalAmount FROM Order WHERE Id = '{order_id}'",  # noqa: S608
+    ).get_data(as_text=True)
+
+
+def test_deleting_an_order_takes_its_items_along(client, headers):
+    book, _, entry = catalogue(client, headers)
+    order_id = draft_order(client, headers, book)
+    ok(create(client, headers, [item(order_id, entry)]).get_json())
+    assert client.delete(f"{V}/sobjects/Order/{order_id}", headers=headers).status_code == 204
+    assert query(client, headers, "SELECT Id FROM OrderItem").get_json()["totalSize"] == 0
+
+
+def test_summary_reads_orders_when_there_are_any(client, headers):
+    book, _, entry = catalogue(client, headers)
+    [a, b] = ok(create(client, headers, [contact("a@x.com"), contact("b@x.com")]).get_json())
+    opp = sobject(
+        "Opportunity", Name="#1", StageName="Closed Won", CloseDate="2026-05-20", Amount=3
+    )
+    ok(create(client, headers, [opp]).get_json())
+    order_id = draft_order(client, headers, book, BillToContactId=a, ShipToContactId=b,
+                           CustomerAuthorizedById=a, Tandem_Order_Id__c="shop:7")  # fmt: skip
+    ok(create(client, headers, [item(order_id, entry, 2, 19.95), item(order_id, entry)]).get_json())
+    summary = client.get(f"/_sandbox/orgs/{ORG}/summary").get_json()
+    assert summary["orders"] == [
+        {
+            "id": order_id,
+            "external_id": "shop:7",
+            "amount": "49.90",
+            "currency": "USD",
+            "contact_ids": [a, b],
+            "line_items": 2,
+        }
+    ]
+    opps = client.get(f"/_sandbox/orgs/{ORG}/summary?orders=Opportunity").get_json()["orders"]
+    assert [(o["amount"], o["line_items"]) for o in opps] == [("3", None)]

@@ -543,3 +543,263 @@ def test_reset_forgets_everything(client, auth):
     assert client.get(f"/_sandbox/orgs/{ORG}/dump").status_code == 404
     assert client.get("/_sandbox/calls").get_json() == {"calls": []}
     assert get(client, auth, "Contacts").status_code == 401
+
+
+# ------------------------------------------------------------------ Products and Sales_Orders
+
+
+def insert(client, auth, module, records):
+    return client.post(f"/crm/v8/{module}", json={"data": records, "trigger": []}, headers=auth)
+
+
+def product(client, auth, name="Mug", **fields):
+    response = insert(client, auth, "Products", [{"Product_Name": name, **fields}])
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["data"][0]["details"]["id"]
+
+
+def sales_order(client, auth, rows, **fields):
+    record = {"Subject": "Order #1001", "Ordered_Items": rows, **fields}
+    return insert(client, auth, "Sales_Orders", [record])
+
+
+def read(client, auth, module, record_id):
+    raw = client.get(f"/crm/v8/{module}/{record_id}", headers=auth).get_data(as_text=True)
+    return json.loads(raw, parse_float=Decimal)["data"][0]
+
+
+def test_products_need_a_name_default_to_active_and_upsert_by_their_key(client, auth):
+    [missing] = insert(client, auth, "Products", [{"Product_Code": "MUG"}]).get_json()["data"]
+    assert (missing["code"], missing["details"]["api_name"]) == (
+        "MANDATORY_NOT_FOUND",
+        "Product_Name",
+    )
+    made = {"Product_Name": "Mug", "Unit_Price": 9.5, "Tandem_Product_Key": "shop:v1"}
+    [first] = upsert(
+        client, auth, "Products", [made], duplicate_check_fields=["Tandem_Product_Key"]
+    ).get_json()["data"]
+    [again] = upsert(
+        client, auth, "Products", [{**made, "Product_Name": "Big mug"}],
+        duplicate_check_fields=["Tandem_Product_Key"],
+    ).get_json()["data"]  # fmt: skip
+    assert (first["action"], again["action"]) == ("insert", "update")
+    assert again["details"]["id"] == first["details"]["id"]
+    stored = read(client, auth, "Products", first["details"]["id"])
+    assert (stored["Product_Name"], stored["Unit_Price"], stored["Product_Active"]) == (
+        "Big mug",
+        Decimal("9.5"),
+        True,
+    )
+    fields = client.get("/crm/v8/settings/fields?module=Products", headers=auth).get_json()
+    key = next(f for f in fields["fields"] if f["api_name"] == "Tandem_Product_Key")
+    assert key["unique"] == {"casesensitive": "false"}
+
+
+def test_a_sales_order_needs_a_subject_and_line_items_each_naming_a_product(client, auth):
+    mug = product(client, auth)
+    no_rows = insert(client, auth, "Sales_Orders", [{"Subject": "S"}]).get_json()["data"][0]
+    assert no_rows["details"] == {
+        "api_name": "Ordered_Items",
+        "json_path": "$.data[0].Ordered_Items",
+    }
+    empty = sales_order(client, auth, []).get_json()["data"][0]
+    assert (empty["code"], empty["details"]["api_name"]) == ("MANDATORY_NOT_FOUND", "Ordered_Items")
+    no_subject = insert(
+        client,
+        auth,
+        "Sales_Orders",
+        [{"Ordered_Items": [{"Product_Name": {"id": mug}, "Quantity": 1}]}],
+    ).get_json()["data"][0]
+    assert no_subject["details"]["api_name"] == "Subject"
+    no_product = sales_order(client, auth, [{"Quantity": 1}]).get_json()["data"][0]
+    assert no_product["code"] == "MANDATORY_NOT_FOUND"
+    assert no_product["details"]["json_path"] == "$.data[0].Ordered_Items[0].Product_Name"
+    unknown = sales_order(
+        client, auth, [{"Product_Name": {"id": mug}, "Quantity": 1},
+                       {"Product_Name": {"id": "4150868000009999999"}, "Quantity": 1}]
+    )  # fmt: skip
+    assert unknown.status_code == 400
+    [item] = unknown.get_json()["data"]
+    assert (item["code"], item["details"]["api_name"]) == ("INVALID_DATA", "Product_Name")
+    assert item["details"]["json_path"] == "$.data[0].Ordered_Items[1].Product_Name"
+    assert client.get(f"/_sandbox/orgs/{ORG}/dump").get_json()["Sales_Orders"] == []
+
+
+def test_zoho_computes_row_and_order_totals_and_reads_rows_back(client, auth):
+    [contact] = seed(client, 1, First_Name="Ann")
+    mug = product(client, auth, "Mug", Unit_Price=12.5)
+    cap = product(client, auth, "Cap")
+    rows = [
+        {"Product_Name": {"id": mug}, "Quantity": 2, "Discount": 1, "Tax": 2.3},  # price 12.5
+        {"Product_Name": {"id": cap}, "Quantity": 3, "List_Price": 0.1, "Total": 999},
+    ]
+    made = sales_order(
+        client, auth, rows, Contact_Name={"id": contact}, Tax=1, Adjustment=-0.5,
+        Grand_Total=1, Currency="EUR", Tandem_Order_Id="shop:1001",
+    )  # fmt: skip
+    assert made.status_code == 201, made.get_json()
+    order = read(client, auth, "Sales_Orders", made.get_json()["data"][0]["details"]["id"])
+    first, second = order["Ordered_Items"]
+    assert first["Product_Name"] == {"name": "Mug", "id": mug}
+    assert (first["List_Price"], first["Total"], first["Total_After_Discount"]) == (
+        Decimal("12.5"),
+        Decimal("25.00"),
+        Decimal("24.00"),
+    )
+    assert first["Net_Total"] == Decimal("26.30")
+    assert (second["Total"], second["Net_Total"]) == (Decimal("0.30"), Decimal("0.30"))  # not 999
+    assert [r["Sequence_Number"] for r in order["Ordered_Items"]] == [1, 2]
+    assert first["Parent_Id"] == {"name": "Order #1001", "id": order["id"]}
+    assert first["id"] != second["id"] and first["id"].isdigit()
+    assert (order["Sub_Total"], order["Grand_Total"]) == (Decimal("26.60"), Decimal("27.10"))
+    assert order["Contact_Name"] == {"name": "Ann Seed0", "id": contact}
+
+
+def so_with_two_rows(client, auth):
+    mug, cap = (
+        product(client, auth, "Mug", Unit_Price=10),
+        product(client, auth, "Cap", Unit_Price=5),
+    )
+    rows = [
+        {"Product_Name": {"id": mug}, "Quantity": 1},
+        {"Product_Name": {"id": cap}, "Quantity": 1},
+    ]
+    order_id = sales_order(client, auth, rows).get_json()["data"][0]["details"]["id"]
+    return (
+        order_id,
+        [r["id"] for r in read(client, auth, "Sales_Orders", order_id)["Ordered_Items"]],
+        mug,
+    )
+
+
+def update(client, auth, module, record):
+    return client.put(f"/crm/v8/{module}", json={"data": [record], "trigger": []}, headers=auth)
+
+
+def test_subform_update_changes_rows_by_id_appends_new_ones_and_deletes_with_delete_key(
+    client, auth
+):
+    order_id, (mug_row, cap_row), mug = so_with_two_rows(client, auth)
+    rows = [
+        {"id": mug_row, "Quantity": 3},
+        {"Product_Name": {"id": mug}, "Quantity": 1, "List_Price": 2},
+    ]
+    assert (
+        update(client, auth, "Sales_Orders", {"id": order_id, "Ordered_Items": rows}).status_code
+        == 200
+    )
+    order = read(client, auth, "Sales_Orders", order_id)
+    assert [(r["id"], r["Quantity"]) for r in order["Ordered_Items"][:2]] == [
+        (mug_row, 3),
+        (cap_row, 1),
+    ]
+    assert len(order["Ordered_Items"]) == 3  # the unnamed row is kept, the new one appended
+    assert order["Grand_Total"] == Decimal("37.00")
+    gone = [{"id": cap_row, "_delete": None}]
+    update(client, auth, "Sales_Orders", {"id": order_id, "Ordered_Items": gone})
+    order = read(client, auth, "Sales_Orders", order_id)
+    assert cap_row not in [r["id"] for r in order["Ordered_Items"]]
+    assert order["Sub_Total"] == Decimal("32.00")
+
+
+def test_subform_update_refuses_unknown_row_ids_and_clearing_the_line_items(client, auth):
+    order_id, _, _ = so_with_two_rows(client, auth)
+    wrong = update(
+        client,
+        auth,
+        "Sales_Orders",
+        {"id": order_id, "Ordered_Items": [{"id": "1", "Quantity": 2}]},
+    )
+    [item] = wrong.get_json()["data"]
+    assert (item["code"], item["details"]["json_path"]) == (
+        "INVALID_DATA",
+        "$.data[0].Ordered_Items[0].id",
+    )
+    cleared = update(client, auth, "Sales_Orders", {"id": order_id, "Ordered_Items": []})
+    assert cleared.get_json()["data"][0]["code"] == "MANDATORY_NOT_FOUND"
+    assert len(read(client, auth, "Sales_Orders", order_id)["Ordered_Items"]) == 2
+
+
+def test_replace_knob_drops_rows_an_update_does_not_name(client, auth):
+    knobs(client, subform_update="replace")
+    order_id, (mug_row, _), mug = so_with_two_rows(client, auth)
+    rows = [{"id": mug_row}, {"Product_Name": {"id": mug}, "Quantity": 4}]
+    update(client, auth, "Sales_Orders", {"id": order_id, "Ordered_Items": rows})
+    order = read(client, auth, "Sales_Orders", order_id)
+    assert [r["Quantity"] for r in order["Ordered_Items"]] == [1, 4]
+    assert order["Ordered_Items"][0]["id"] == mug_row
+    assert order["Grand_Total"] == Decimal("50.00")
+
+
+def test_sales_orders_upsert_by_tandem_order_id_and_default_to_subject(client, auth):
+    mug = product(client, auth, Unit_Price=3)
+    record = {"Subject": "Order #1", "Tandem_Order_Id": "shop:1",
+              "Ordered_Items": [{"Product_Name": {"id": mug}, "Quantity": 1}]}  # fmt: skip
+    checks = {"duplicate_check_fields": ["Tandem_Order_Id"]}
+    [first] = upsert(client, auth, "Sales_Orders", [record], **checks).get_json()["data"]
+    [again] = upsert(
+        client, auth, "Sales_Orders", [{**record, "Subject": "Order #1 (paid)"}], **checks
+    ).get_json()["data"]
+    assert (first["action"], again["action"], again["duplicate_field"]) == (
+        "insert",
+        "update",
+        "Tandem_Order_Id",
+    )
+    order = read(client, auth, "Sales_Orders", first["details"]["id"])
+    # Rows sent again without ids are appended: a resend must name the rows it keeps.
+    assert len(order["Ordered_Items"]) == 2
+    [by_subject] = upsert(
+        client,
+        auth,
+        "Sales_Orders",
+        [{**record, "Subject": "Order #1 (paid)", "Tandem_Order_Id": "x"}],
+    ).get_json()["data"]
+    assert (by_subject["action"], by_subject["duplicate_field"]) == ("update", "Subject")
+
+
+def test_subform_field_metadata(client, auth):
+    fields = client.get("/crm/v8/settings/fields?module=Sales_Orders", headers=auth).get_json()
+    by_name = {f["api_name"]: f for f in fields["fields"]}
+    items = by_name["Ordered_Items"]
+    assert (items["data_type"], items["json_type"], items["system_mandatory"]) == (
+        "subform",
+        "jsonarray",
+        True,
+    )
+    assert items["subform"]["module"] == "Ordered_Items"
+    assert by_name["Grand_Total"]["read_only"] is True
+    assert "Tandem_Order_Id" in by_name
+    rows = client.get("/crm/v8/settings/fields?module=Ordered_Items", headers=auth).get_json()
+    rows = {f["api_name"]: f for f in rows["fields"]}
+    assert rows["Net_Total"]["formula"]["return_type"] == "currency"
+    assert rows["Product_Name"]["lookup"]["module"]["api_name"] == "Products"
+    assert client.get("/crm/v8/Ordered_Items?fields=Quantity", headers=auth).status_code == 400
+
+
+def test_summary_reads_sales_orders_when_there_are_any(client, auth):
+    [contact] = seed(client, 1, Email="ann@example.com")
+    deal = {"Deal_Name": "D", "Stage": "Closed Won", "Amount": 5}
+    assert insert(client, auth, "Deals", [deal]).status_code == 201
+    mug = product(client, auth, Unit_Price=4)
+    rows = [
+        {"Product_Name": {"id": mug}, "Quantity": 2},
+        {"Product_Name": {"id": mug}, "Quantity": 1},
+    ]
+    made = sales_order(
+        client, auth, rows, Contact_Name={"id": contact}, Currency="EUR", Tandem_Order_Id="shop:9"
+    )
+    order_id = made.get_json()["data"][0]["details"]["id"]
+    summary = client.get(f"/_sandbox/orgs/{ORG}/summary").get_json()
+    assert summary["orders"] == [
+        {
+            "id": order_id,
+            "external_id": "shop:9",
+            "amount": "12.00",
+            "currency": "EUR",
+            "contact_ids": [contact],
+            "line_items": 2,
+        }
+    ]
+    deals = client.get(f"/_sandbox/orgs/{ORG}/summary?orders=Deals").get_json()["orders"]
+    assert [(d["amount"], d["line_items"]) for d in deals] == [("5", None)]
+    assert client.get(f"/_sandbox/orgs/{ORG}/summary?orders=Leads").status_code == 400
