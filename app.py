@@ -275,7 +275,7 @@ def create_connection(
     (unknown platform, missing credential, a store that is already connected). A refusal
     leaves no half-made connection.
     """
-    from mapping import CRM_SCHEMAS
+    from mapping import FieldMapError, crm_schema
     from sync.inbox import WEBHOOK_SECRET_KIND
 
     spec = STORES.get(store_platform)
@@ -298,6 +298,10 @@ def create_connection(
         )
     if not crm_account.strip():
         raise click.ClickException(f"{crm_platform} needs the CRM account (portal or org id)")
+    try:
+        crm_schema(crm_platform, (crm_settings or {}).get("orders_as"))
+    except FieldMapError as exc:
+        raise click.ClickException(str(exc)) from None
     account = spec.normalise_account(store_account)
     with transaction(t.sessions) as session:
         existing = session.scalar(
@@ -339,7 +343,7 @@ def create_connection(
             connection = session.get(Connection, connection_id)
             crm = t.platforms.crm(session, connection)
             store = t.platforms.store(session, connection) if webhook_secret else None
-        crm_spec.prepare(crm, CRM_SCHEMAS[crm_platform], settings)
+        crm_spec.prepare(crm, crm_schema(crm_platform, settings.get("orders_as")), settings)
         if store is not None:
             path = spec.webhook_path.format(connection_id=connection_id)
             store.ensure_webhooks(
@@ -475,6 +479,16 @@ def _register_cli(app: Flask) -> None:
     )
     @click.option("--salesforce-username", default=None, help="JWT bearer flow: the user")
     @click.option(
+        "--orders-as",
+        default=None,
+        help="Zoho: Deals (default) or Sales_Orders; Salesforce: Opportunity (default) or Order",
+    )
+    @click.option(
+        "--salesforce-order-account",
+        default=None,
+        help="with --orders-as Order: the Account id the orders are placed under",
+    )
+    @click.option(
         "--salesforce-contact-key",
         default=None,
         help="the Contact external-id field Tandem upserts by (default Tandem_Contact_Key__c)",
@@ -501,6 +515,8 @@ def _register_cli(app: Flask) -> None:
         salesforce_login_url: str | None,
         salesforce_username: str | None,
         salesforce_contact_key: str | None,
+        orders_as: str | None,
+        salesforce_order_account: str | None,
         salesforce_private_key: Any,
         **options: Any,
     ) -> None:
@@ -526,6 +542,8 @@ def _register_cli(app: Flask) -> None:
             "login_url": salesforce_login_url,
             "jwt_username": salesforce_username,
             "contact_key_field": salesforce_contact_key,
+            "orders_as": orders_as,
+            "order_account_id": salesforce_order_account,
         }
         try:
             connection_id = create_connection(
@@ -789,14 +807,15 @@ def _register_cli(app: Flask) -> None:
         connection_id: int, entity: str, crm_property: str, source_path: str | None, drop: bool
     ) -> None:
         """Map CRM_PROPERTY from SOURCE_PATH (e.g. default_address.city), or --drop it."""
-        from mapping import CRM_SCHEMAS, FieldMapError
+        from mapping import FieldMapError, crm_schema
 
         if drop == (source_path is not None):
             raise click.UsageError("give either SOURCE_PATH or --drop")
         t = _current()
         _require_schema(t)
         with transaction(t.sessions) as session:
-            schema = CRM_SCHEMAS[_get_connection(session, connection_id).crm_platform]
+            connection = _get_connection(session, connection_id)
+            schema = crm_schema(connection.crm_platform, connection.settings.get("orders_as"))
             existing = {
                 row.crm_property: row.source_path
                 for row in session.scalars(

@@ -232,6 +232,7 @@ class Sandbox:
     account: str = ""  # the store account as Tandem names it (domain, site URL, store hash)
     credentials: dict[str, str] = field(default_factory=dict)
     crm_credentials: dict[str, str] = field(default_factory=dict)
+    crm_settings: dict[str, str] = field(default_factory=dict)  # e.g. {"orders_as": "Order"}
 
     @property
     def sim(self) -> StoreSim:
@@ -370,6 +371,7 @@ def connect(t, sandbox: Sandbox, *, backfill: bool = True, public_url: str | Non
         crm_platform=sandbox.crm_platform,
         crm_account=sandbox.crm_account,
         crm_credentials=sandbox.crm_credentials,
+        crm_settings=sandbox.crm_settings,
         default_region="US",
         backfill=backfill,
         public_url=public_url,

@@ -66,12 +66,38 @@ from mapping.shopify import (
     order_from_rest,
 )
 
-# Every CRM Tandem writes to, by platform name.
+# Every CRM Tandem writes to, by platform name (each with its default order shape).
 CRM_SCHEMAS: dict[str, CrmSchema] = {
     "hubspot": hubspot.SCHEMA,
     "zoho": zoho.SCHEMA,
     "salesforce": salesforce.SCHEMA,
 }
+# The order shapes a connection may choose instead (setting ``orders_as``).
+ORDER_SHAPES: dict[str, dict[str, CrmSchema]] = {
+    "hubspot": {"deals": hubspot.SCHEMA},
+    "zoho": zoho.ORDER_SCHEMAS,
+    "salesforce": salesforce.ORDER_SCHEMAS,
+}
+
+
+def crm_schema(platform: str, orders_as: str | None = None) -> CrmSchema:
+    """The schema of ``platform`` with orders kept as ``orders_as`` (None: the default).
+
+    Raises:
+        FieldMapError: an unknown CRM or order shape (the message lists the valid ones).
+    """
+    shapes = ORDER_SHAPES.get(platform)
+    if shapes is None:
+        raise FieldMapError(f"unknown CRM {platform!r}; one of {', '.join(ORDER_SHAPES)}")
+    if orders_as is None:
+        return CRM_SCHEMAS[platform]
+    if orders_as not in shapes:
+        raise FieldMapError(
+            f"{CRM_SCHEMAS[platform].title} keeps orders as one of {', '.join(shapes)}, "
+            f"not {orders_as!r}"
+        )
+    return shapes[orders_as]
+
 
 __all__ = [
     "CANCELLED",
@@ -84,6 +110,7 @@ __all__ = [
     "DEFAULT_PIPELINE",
     "DEFAULT_STAGE_MAP",
     "ENTITIES",
+    "ORDER_SHAPES",
     "PROPERTY_GROUP",
     "Address",
     "ConsentState",
@@ -102,6 +129,7 @@ __all__ = [
     "apply_overrides",
     "apply_stage_overrides",
     "contact_properties",
+    "crm_schema",
     "customer_from_graphql",
     "customer_from_rest",
     "deal_properties",

@@ -249,8 +249,31 @@ def order_fields(
         "derived.external_id": lambda: order_external_id(store_key, order),
         "derived.close_date": lambda: closed,
         "derived.close_day": lambda: closed.astimezone(UTC).date(),
+        "derived.adjustment": lambda: _adjustment(order),
     }
     return _fields(order, fields, "deal", derived, render)
+
+
+def _adjustment(order: Order) -> Decimal:
+    """What the order total holds beyond its lines and tax (shipping, fees, order-level
+    discounts), so a CRM that totals the lines itself (Zoho Sales_Orders) shows the order's
+    grand total: lines + tax + adjustment = total."""
+    lines = sum((item.total.amount for item in order.line_items), Decimal(0))
+    return money(order.total.amount - lines - order.tax.amount, order.currency).amount
+
+
+def product_key(store_key: str, item: LineItem) -> str:
+    """The CRM product record's upsert key: ``"<store_key>:product:<id>"`` by the variant,
+    else the product, else the SKU, else (a custom line) the title."""
+    _require_store_key(store_key)
+    if item.variant_id:
+        return f"{store_key}:product:variant:{item.variant_id}"
+    if item.product_id:
+        return f"{store_key}:product:{item.product_id}"
+    if item.sku:
+        return f"{store_key}:product:sku:{item.sku}"
+    # A custom line (a gift wrap, a fee typed in by the merchant): one product per title.
+    return f"{store_key}:product:custom:{item.title or 'item'}"
 
 
 def line_item_external_id(store_key: str, item: LineItem) -> str:
@@ -271,6 +294,20 @@ def _unit_discount(item: LineItem) -> Decimal:
     gross = item.unit_price.amount * item.quantity
     per_unit = max(gross - item.total.amount, Decimal(0)) / item.quantity
     return money(per_unit, item.unit_price.currency).amount
+
+
+def _line_discount(item: LineItem) -> Decimal:
+    """The line's whole discount, never negative."""
+    gross = item.unit_price.amount * item.quantity
+    return money(max(gross - item.total.amount, Decimal(0)), item.unit_price.currency).amount
+
+
+def _net_unit_price(item: LineItem) -> Decimal:
+    """The line total per unit, rounded half-to-even to the currency (a discount that does not
+    split evenly over the units is off by at most half a minor unit per unit)."""
+    if item.quantity <= 0:
+        return item.total.amount
+    return money(item.total.amount / item.quantity, item.total.currency).amount
 
 
 class _LineItemView:
@@ -298,11 +335,29 @@ def line_item_fields(
         "derived.name": lambda: _line_name(item),
         "derived.external_id": lambda: line_item_external_id(store_key, item),
         "derived.unit_discount": lambda: _unit_discount(item),
+        "derived.line_discount": lambda: _line_discount(item),
+        "derived.product_key": lambda: product_key(store_key, item),
+        "derived.net_unit_price": lambda: _net_unit_price(item),
+        "derived.active": lambda: True,
     }
     return _fields(_LineItemView(item, order), fields, "line_item", derived, render)
 
 
 # ---------------------------------------------------------------------------------- schema
+
+
+@dataclass(frozen=True)
+class ProductSpec:
+    """CRM product records that order lines point at (Zoho Products, Salesforce Product2),
+    upserted by ``key`` (which holds ``derived.product_key``); ``fields`` is a line-item map:
+    what a product record holds, taken from a line that sells it. ``price_book``: lines point
+    at the product's entry in the standard price book (Salesforce PricebookEntry), not at the
+    product itself."""
+
+    object: str
+    key: str
+    fields: FieldMap
+    price_book: bool = False
 
 
 @dataclass(frozen=True)
@@ -340,6 +395,20 @@ class CrmSchema:
     custom_fields: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     order_contact_field: str | None = None
     contact_reference: Callable[[str], Any] = str
+    # Where the order's lines go, beyond separate records linked by a call (HubSpot):
+    # rows of a subform field of the order record (Zoho Sales_Orders.Ordered_Items), or
+    # records of their own naming their order in a lookup (Salesforce OrderItem.OrderId);
+    # each line names its product in ``line_item_product_field``.
+    line_items_field: str | None = None
+    line_item_order_field: str | None = None
+    line_item_product_field: str | None = None
+    product: ProductSpec | None = None
+    product_reference: Callable[[str], Any] = str
+    # Salesforce orders name their price book, start as drafts, and belong to an Account the
+    # connection names (``order_settings``: order field -> connection setting).
+    order_price_book_field: str | None = None
+    order_constants: Mapping[str, Any] = field(default_factory=dict)
+    order_settings: Mapping[str, str] = field(default_factory=dict)
 
     def defaults(self, entity: str) -> FieldMap:
         """The default field map of ``entity`` ("contact", "deal", "line_item").

@@ -19,9 +19,15 @@ deal      derived.deal_name       "Order #1001 · <store name>"
           derived.external_id     "<store_key>:order:<id>", the deal's unique upsert key
           derived.close_date      processed_at, else created_at
           derived.close_day       the same as a calendar date in UTC (date-only CRM fields)
+          derived.adjustment      total - line totals - tax: shipping, fees and order-level
+                                  discounts, so line-based CRM totals add up to the order's
 line_item derived.name            "<title> - <variant title>" (or just the title)
           derived.external_id     "<store_key>:line_item:<id>", the line item's upsert key
           derived.unit_discount   per-unit discount: (unit price x quantity - total) / quantity
+          derived.line_discount   the line's whole discount: unit price x quantity - total
+          derived.product_key     "<store_key>:product:<variant, else product, else SKU>"
+          derived.net_unit_price  the line total / quantity, at the currency's precision
+          derived.active          always true (a product a store sold is an active product)
 
 ``source_paths(entity)`` lists them all; an override naming any other path is refused.
 """
@@ -54,8 +60,17 @@ DERIVED: Mapping[str, tuple[str, ...]] = types.MappingProxyType(
             "derived.external_id",
             "derived.close_date",
             "derived.close_day",
+            "derived.adjustment",
         ),
-        "line_item": ("derived.name", "derived.external_id", "derived.unit_discount"),
+        "line_item": (
+            "derived.name",
+            "derived.external_id",
+            "derived.unit_discount",
+            "derived.line_discount",
+            "derived.product_key",
+            "derived.net_unit_price",
+            "derived.active",
+        ),
     }
 )
 

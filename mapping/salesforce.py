@@ -14,8 +14,9 @@ StageName, CloseDate).
 from __future__ import annotations
 
 import types
+from dataclasses import replace
 
-from mapping.crm import CrmSchema, render_json, stage_map
+from mapping.crm import CrmSchema, ProductSpec, render_json, stage_map
 from mapping.fieldmap import FieldMap
 
 CONTACT_KEY_FIELD = "Tandem_Contact_Key__c"
@@ -105,3 +106,89 @@ SCHEMA = CrmSchema(
         }
     ),
 )
+
+# ------------------------------------------------------------------ orders as Order + OrderItem
+# A connection may keep orders as Salesforce Orders instead (setting ``orders_as``: Order):
+# a Draft Order under the Account the connection names (``order_account_id``), in the standard
+# price book, billed to the buyer's contact, with one OrderItem per line (upserted by
+# Tandem_Line_Item_Id__c) pointing at the price-book entry of a Product2 Tandem upserts by
+# Tandem_Product_Key__c (sforce_api_objects_order.htm, _orderitem.htm, _pricebookentry.htm).
+# OrderItem has no discount: UnitPrice is the line's net unit price, and Order.TotalAmount (the
+# sum of the items) leaves out shipping and tax, so the store's total is kept beside it in
+# Tandem_Order_Total__c.
+
+ORDER_FIELDS = FieldMap(
+    "deal",
+    {
+        "Description": "derived.deal_name",
+        "EffectiveDate": "derived.close_day",
+        "CurrencyIsoCode": "currency",
+        "Tandem_Order_Id__c": "derived.external_id",
+        "Tandem_Order_Number__c": "name",
+        "Tandem_Order_Total__c": "total.amount",
+        "Tandem_Financial_Status__c": "financial_status",
+        "Tandem_Fulfillment_Status__c": "fulfillment_status",
+        "Tandem_Refunded_Amount__c": "refunded.amount",
+    },
+)
+
+ORDER_ITEM_FIELDS = FieldMap(
+    "line_item",
+    {
+        "Quantity": "quantity",
+        "UnitPrice": "derived.net_unit_price",
+        "Description": "derived.name",
+        "Tandem_Line_Item_Id__c": "derived.external_id",
+    },
+)
+
+PRODUCT_FIELDS = FieldMap(
+    "line_item",
+    {
+        "Name": "derived.name",
+        "ProductCode": "sku",
+        "IsActive": "derived.active",
+        "Tandem_Product_Key__c": "derived.product_key",
+    },
+)
+
+ORDER_SCHEMA = replace(
+    SCHEMA,
+    order_object="Order",
+    order_key="Tandem_Order_Id__c",
+    order_fields=ORDER_FIELDS,
+    line_item_object="OrderItem",
+    line_item_key="Tandem_Line_Item_Id__c",
+    line_item_fields=ORDER_ITEM_FIELDS,
+    line_item_order_field="OrderId",
+    line_item_product_field="PricebookEntryId",
+    product=ProductSpec("Product2", "Tandem_Product_Key__c", PRODUCT_FIELDS, price_book=True),
+    order_contact_field="BillToContactId",
+    order_price_book_field="Pricebook2Id",
+    order_constants=types.MappingProxyType({"Status": "Draft"}),
+    order_settings=types.MappingProxyType({"AccountId": "order_account_id"}),
+    required=types.MappingProxyType(
+        {
+            "contact": frozenset({"LastName"}),
+            "deal": frozenset({"EffectiveDate"}),
+            "line_item": frozenset({"Quantity", "UnitPrice"}),
+        }
+    ),
+    fixed=types.MappingProxyType(
+        {
+            "contact": {"Email": "email"},
+            "deal": {"Tandem_Order_Id__c": "derived.external_id"},
+            "line_item": {"Tandem_Line_Item_Id__c": "derived.external_id"},
+        }
+    ),
+    custom_fields=types.MappingProxyType(
+        {
+            "Contact": SCHEMA.custom_fields["Contact"],
+            "Order": (*SCHEMA.custom_fields["Opportunity"], "Tandem_Order_Total__c"),
+            "OrderItem": ("Tandem_Line_Item_Id__c",),
+            "Product2": ("Tandem_Product_Key__c",),
+        }
+    ),
+)
+
+ORDER_SCHEMAS = {"Opportunity": SCHEMA, "Order": ORDER_SCHEMA}

@@ -13,8 +13,9 @@ and the modules' field metadata (https://www.zoho.com/crm/developer/docs/api/v8/
 from __future__ import annotations
 
 import types
+from dataclasses import replace
 
-from mapping.crm import CrmSchema, render_json, stage_map
+from mapping.crm import CrmSchema, ProductSpec, render_json, stage_map
 from mapping.fieldmap import FieldMap
 
 CONTACT_FIELDS = FieldMap(
@@ -96,3 +97,78 @@ SCHEMA = CrmSchema(
     order_contact_field="Contact_Name",
     contact_reference=lambda contact_id: {"id": contact_id},
 )
+
+# ------------------------------------------------------------------ orders as Sales_Orders
+# A connection may keep orders as Sales Orders instead (setting ``orders_as``: Sales_Orders):
+# each line a row of the Ordered_Items subform, pointing at a Products record Tandem upserts by
+# Tandem_Product_Key. Zoho totals the rows itself (Sub_Total), then adds Tax and Adjustment to
+# make Grand_Total, so the adjustment carries shipping, fees and order-level discounts and the
+# Grand_Total is the store's total (https://www.zoho.com/crm/developer/docs/api/v8/insert-records.html,
+# Sales_Orders; subform rows: .../update-subforms.html).
+
+SALES_ORDER_FIELDS = FieldMap(
+    "deal",
+    {
+        "Subject": "derived.deal_name",
+        "Currency": "currency",
+        "Tax": "tax.amount",
+        "Adjustment": "derived.adjustment",
+        "Tandem_Order_Id": "derived.external_id",
+        "Tandem_Order_Number": "name",
+        "Tandem_Financial_Status": "financial_status",
+        "Tandem_Fulfillment_Status": "fulfillment_status",
+        "Tandem_Refunded_Amount": "refunded.amount",
+    },
+)
+
+# One Ordered_Items row. Zoho computes the row's Total (List_Price x Quantity) and
+# Net_Total (after Discount, an amount for the whole row).
+ORDERED_ITEM_FIELDS = FieldMap(
+    "line_item",
+    {
+        "Quantity": "quantity",
+        "List_Price": "unit_price.amount",
+        "Discount": "derived.line_discount",
+        "Description": "derived.name",
+    },
+)
+
+PRODUCT_FIELDS = FieldMap(
+    "line_item",
+    {
+        "Product_Name": "derived.name",
+        "Product_Code": "sku",
+        "Unit_Price": "unit_price.amount",
+        "Tandem_Product_Key": "derived.product_key",
+    },
+)
+
+SALES_ORDER_SCHEMA = replace(
+    SCHEMA,
+    order_object="Sales_Orders",
+    order_fields=SALES_ORDER_FIELDS,
+    line_item_fields=ORDERED_ITEM_FIELDS,
+    line_items_field="Ordered_Items",
+    line_item_product_field="Product_Name",
+    product=ProductSpec("Products", "Tandem_Product_Key", PRODUCT_FIELDS),
+    product_reference=lambda product_id: {"id": product_id},
+    required=types.MappingProxyType(
+        {
+            "contact": frozenset({"Last_Name"}),
+            "deal": frozenset({"Subject"}),
+            "line_item": frozenset({"Quantity"}),
+        }
+    ),
+    fixed=types.MappingProxyType(
+        {"contact": {"Email": "email"}, "deal": {"Tandem_Order_Id": "derived.external_id"}}
+    ),
+    custom_fields=types.MappingProxyType(
+        {
+            "Contacts": SCHEMA.custom_fields["Contacts"],
+            "Sales_Orders": SCHEMA.custom_fields["Deals"],
+            "Products": ("Tandem_Product_Key",),
+        }
+    ),
+)
+
+ORDER_SCHEMAS = {"Deals": SCHEMA, "Sales_Orders": SALES_ORDER_SCHEMA}

@@ -23,8 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from connectors.crm import WriteResult
 from mapping import CrmSchema, Customer, FieldMap, Order
 from mapping import hubspot as hubspot_mapping
+from mapping.crm import product_key
 from sync import links
 from sync.db import transaction
+from sync.products import Products, ensure_products
 
 log = logging.getLogger("tandem.sync")
 
@@ -93,6 +95,8 @@ class ConnectionContext:
         default_factory=lambda: dict(hubspot_mapping.DEFAULT_STAGE_MAP)
     )
     pipeline: str | None = hubspot_mapping.DEFAULT_PIPELINE
+    # Fields every order record carries (Salesforce: a Draft Order under the chosen Account).
+    order_constants: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _newest(records: Iterable[Any]) -> list[Any]:
@@ -301,14 +305,17 @@ class Engine:
             plan = _OrderPlan(
                 order=order,
                 schema=schema,
-                deal=schema.order(
-                    order,
-                    ctx.fields.deal,
-                    store_key=ctx.store_key,
-                    store_name=ctx.store_name,
-                    stage_map=ctx.stage_map,
-                    pipeline=ctx.pipeline,
-                ),
+                deal={
+                    **schema.order(
+                        order,
+                        ctx.fields.deal,
+                        store_key=ctx.store_key,
+                        store_name=ctx.store_name,
+                        stage_map=ctx.stage_map,
+                        pipeline=ctx.pipeline,
+                    ),
+                    **ctx.order_constants,
+                },
                 items=[
                     (
                         li.source_id,
@@ -316,7 +323,7 @@ class Engine:
                     )
                     for li in order.line_items
                 ]
-                if item_fields is not None and schema.line_item_object
+                if item_fields is not None and (schema.line_item_object or schema.line_items_field)
                 else [],
                 link_written=dict(link.last_written) if link else None,
             )
@@ -330,19 +337,25 @@ class Engine:
             return out
 
         self._ensure_contacts(plans, out)
+        refs = self._products(plans, out)
         key = schema.order_key
         deal_results = self._upsert(
-            schema.order_object, key, [(p.deal[key], p.deal) for p in plans], out
+            schema.order_object,
+            key,
+            [(p.deal[key], self._outgoing_order(p, refs, item_links)) for p in plans],
+            out,
         )
         for plan in plans:
             result = deal_results[plan.deal[key]]
             if result.ok and result.id:
                 plan.deal_id = result.id
-            else:
+            elif plan.error is None:
                 plan.fail(self.crm.platform, result.error or "order rejected", result.details)
 
-        if schema.line_item_object and schema.line_item_key:
-            self._write_line_items(plans, schema.line_item_object, schema.line_item_key, out)
+        if schema.line_items_field:
+            self._read_rows(plans, item_links, out)
+        elif schema.line_item_object and schema.line_item_key:
+            self._write_line_items(plans, schema.line_item_object, schema.line_item_key, refs, out)
         self._link(plans, item_links, out)
         removed = self._archive_removed_items(plans, item_links, out)
 
@@ -455,13 +468,123 @@ class Engine:
         out.calls += 1
         return {key: result for (key, _), result in zip(inputs, results, strict=True)}
 
-    def _write_line_items(
-        self, plans: list[_OrderPlan], object_type: str, key: str, out: Outcome
+    def _products(self, plans: list[_OrderPlan], out: Outcome) -> Products | None:
+        """The product records the lines point at, for order shapes that need them; a line
+        whose product was refused fails its order (with the CRM's reason)."""
+        if self.ctx.schema.product is None:
+            return None
+        found = ensure_products(
+            self.sessions,
+            self.ctx.connection_id,
+            self.crm,
+            self.ctx.schema,
+            self.ctx.store_key,
+            [p.order for p in plans],
+        )
+        out.calls += found.calls
+        for plan in plans:
+            for item in plan.order.line_items:
+                refused = found.refused.get(product_key(self.ctx.store_key, item))
+                if refused is not None:
+                    plan.fail(
+                        self.crm.platform,
+                        f"product of line item {item.source_id}: {refused.error or 'rejected'}",
+                        refused.details,
+                    )
+        return found
+
+    def _product_ref(self, plan: _OrderPlan, item_id: str, refs: Products | None) -> Any:
+        item = next(li for li in plan.order.line_items if li.source_id == item_id)
+        ref = refs.ref(product_key(self.ctx.store_key, item), plan.order.currency) if refs else None
+        return self.ctx.schema.product_reference(ref) if ref else None
+
+    def _outgoing_order(
+        self, plan: _OrderPlan, refs: Products | None, item_links: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The order record as sent: its fields, plus what only exists in the CRM (the price
+        book, subform rows pointing at products). Those stay out of the fingerprint, which is
+        what the store said, so an unchanged order stays unchanged."""
+        schema = self.ctx.schema
+        outgoing = dict(plan.deal)
+        if schema.order_price_book_field and refs is not None:
+            outgoing[schema.order_price_book_field] = self.crm.standard_price_book()
+        if schema.line_items_field:
+            rows: list[dict[str, Any]] = []
+            for item_id, props in plan.items:
+                row = {
+                    **props,
+                    schema.line_item_product_field: self._product_ref(plan, item_id, refs),
+                }
+                known = item_links.get(item_id)
+                if known is not None:
+                    row["id"] = known.crm_id  # updates the row; one without an id is appended
+                rows.append(row)
+            current = {item_id for item_id, _ in plan.items}
+            for item_id in (plan.link_written or {}).get("items", {}):
+                if item_id not in current and item_id in item_links:
+                    # Zoho deletes a subform row sent with "_delete" (update-subforms.html).
+                    rows.append({"id": item_links[item_id].crm_id, "_delete": None})
+            outgoing[schema.line_items_field] = rows
+        return outgoing
+
+    def _read_rows(
+        self, plans: list[_OrderPlan], item_links: Mapping[str, Any], out: Outcome
     ) -> None:
-        inputs = [(props[key], props) for p in plans if p.deal_id for _, props in p.items]
+        """Subform rows get their ids from the CRM: read them back, and match them to the
+        lines by position (rows kept by id stay where they were, new ones are appended in the
+        order sent), checking each row's product."""
+        schema = self.ctx.schema
+        written = [p for p in plans if p.deal_id and not p.error]
+        if not written:
+            return
+        field_name = schema.line_items_field
+        assert field_name is not None
+        records = self.crm.get_objects(
+            schema.order_object, [p.deal_id for p in written], [field_name]
+        )
+        out.calls += 1
+        by_id = {str(r.get("id")): r for r in records}
+        for plan in written:
+            rows = [r for r in (by_id.get(plan.deal_id) or {}).get(field_name) or [] if r]
+            known = {item_links[i].crm_id: i for i, _ in plan.items if i in item_links}
+            fresh = [i for i, _ in plan.items if i not in item_links]
+            for row in rows:
+                row_id = str(row.get("id"))
+                if row_id in known:
+                    plan.item_ids[known[row_id]] = row_id
+                elif fresh:
+                    plan.item_ids[fresh.pop(0)] = row_id
+            if len(plan.item_ids) != len(plan.items):
+                plan.fail(
+                    self.crm.platform,
+                    f"{schema.order_object} {plan.deal_id} holds {len(rows)} lines, "
+                    f"the order {len(plan.items)}",
+                    {"rows": rows},
+                )
+
+    def _write_line_items(
+        self,
+        plans: list[_OrderPlan],
+        object_type: str,
+        key: str,
+        refs: Products | None,
+        out: Outcome,
+    ) -> None:
+        schema = self.ctx.schema
+        inputs = []
+        for plan in plans:
+            if not plan.deal_id or plan.error:
+                continue
+            for item_id, props in plan.items:
+                extra: dict[str, Any] = {}
+                if schema.line_item_order_field:
+                    extra[schema.line_item_order_field] = plan.deal_id
+                if schema.line_item_product_field:
+                    extra[schema.line_item_product_field] = self._product_ref(plan, item_id, refs)
+                inputs.append((props[key], {**props, **extra}))
         results = self._upsert(object_type, key, inputs, out) if inputs else {}
         for plan in plans:
-            if not plan.deal_id:
+            if not plan.deal_id or plan.error:
                 continue
             for item_id, props in plan.items:
                 result = results[props[key]]
@@ -479,7 +602,10 @@ class Engine:
         created only when they are new: a fresh order record, a changed buyer, a new line item.
         Re-creating an existing link is a no-op on every CRM, so a retry after a crash is
         harmless. A CRM that names the buyer in a field of the order record needs no call."""
-        by_field = self.ctx.schema.order_contact_field is not None
+        schema = self.ctx.schema
+        by_field = schema.order_contact_field is not None
+        # Lines that are subform rows, or name their order in a lookup, need no link call.
+        items_by_field = bool(schema.line_items_field or schema.line_item_order_field)
         order_contact: list[tuple[str, str]] = []
         item_order: list[tuple[str, str]] = []
         for plan in plans:
@@ -490,7 +616,8 @@ class Engine:
                 order_contact.append((plan.deal_id, plan.contact_id))
             for item_id, crm_id in plan.item_ids.items():
                 known = item_links.get(item_id)
-                if known is None or known.crm_id != crm_id or plan.link_written is None:
+                new = known is None or known.crm_id != crm_id or plan.link_written is None
+                if new and not items_by_field:
                     item_order.append((crm_id, plan.deal_id))
         for what, pairs, method in (
             ("order->contact", order_contact, "link_orders_to_contacts"),

@@ -151,7 +151,8 @@ class Link(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
-    entity: Mapped[str] = mapped_column(String(32))  # "customer" | "order" | "line_item" | "email"
+    # "customer" | "order" | "line_item" | "email" | "product" | "price_entry"
+    entity: Mapped[str] = mapped_column(String(32))
     store_id: Mapped[str] = mapped_column(String(320))
     crm_object: Mapped[str] = mapped_column(String(32))
     crm_id: Mapped[str] = mapped_column(String(64))

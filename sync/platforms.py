@@ -19,6 +19,7 @@ from connectors import salesforce as salesforce_connector
 from connectors import shopify as shopify_connector
 from connectors import woocommerce as woocommerce_connector
 from connectors import zoho as zoho_connector
+from connectors.errors import ConfigurationError
 from connectors.http import HttpClient
 from mapping import CUSTOM_PROPERTIES, CrmSchema
 from mapping.salesforce import CONTACT_KEY_FIELD
@@ -277,11 +278,22 @@ def _salesforce(platforms: Platforms, session: Session, connection: Connection, 
 
 def written_fields(schema: CrmSchema) -> dict[str, list[str]]:
     """Per CRM object, every field the default maps write (what the org must have)."""
-    contact = list(schema.contact_fields)
-    order = list(schema.order_fields)
-    if schema.order_contact_field:
-        order.append(schema.order_contact_field)
-    return {schema.contact_object: contact, schema.order_object: order}
+    order = [*schema.order_fields, *schema.order_constants, *schema.order_settings]
+    for extra in (schema.order_contact_field, schema.order_price_book_field):
+        if extra:
+            order.append(extra)
+    fields = {schema.contact_object: list(schema.contact_fields), schema.order_object: order}
+    lines = [*(schema.line_item_fields or ())]
+    if schema.line_item_product_field:
+        lines.append(schema.line_item_product_field)
+    if schema.line_items_field:
+        order.append(schema.line_items_field)
+        fields[schema.line_items_field] = lines  # Zoho describes a subform as a module
+    elif schema.line_item_object and schema.line_item_order_field:
+        fields[schema.line_item_object] = [*lines, schema.line_item_order_field]
+    if schema.product:
+        fields[schema.product.object] = list(schema.product.fields)
+    return fields
 
 
 def _contact_key_field(settings: Mapping[str, Any]) -> str:
@@ -295,20 +307,36 @@ def _prepare_hubspot(connector: Any, schema: CrmSchema, settings: Mapping[str, A
     connector.ensure_properties(CUSTOM_PROPERTIES)
 
 
+def _unique_keys(schema: CrmSchema) -> dict[str, str]:
+    """The fields Tandem upserts by, per object, which the org must keep unique."""
+    keys = {schema.order_object: schema.order_key}
+    if schema.line_item_object and schema.line_item_key:
+        keys[schema.line_item_object] = schema.line_item_key
+    if schema.product:
+        keys[schema.product.object] = schema.product.key
+    return keys
+
+
 def _prepare_zoho(connector: Any, schema: CrmSchema, settings: Mapping[str, Any]) -> None:
     # Zoho's custom fields are made by the org's admin (see README); check them now.
-    connector.prepare(written_fields(schema), unique={schema.order_object: schema.order_key})
+    connector.prepare(written_fields(schema), unique=_unique_keys(schema))
 
 
 def _prepare_salesforce(connector: Any, schema: CrmSchema, settings: Mapping[str, Any]) -> None:
+    missing = [setting for setting in schema.order_settings.values() if not settings.get(setting)]
+    if missing:
+        raise ConfigurationError(
+            f"Salesforce orders as {schema.order_object} need {', '.join(missing)} (the Account "
+            "the orders are placed under: --salesforce-order-account)",
+            platform="salesforce",
+        )
     required = written_fields(schema)
     required["OpportunityContactRole"] = ["OpportunityId", "ContactId", "IsPrimary"]
+    if schema.product and schema.product.price_book:
+        required["PricebookEntry"] = ["Pricebook2Id", "Product2Id", "UnitPrice", "IsActive"]
     connector.prepare(
         required,
-        external_ids={
-            schema.contact_object: _contact_key_field(settings),
-            schema.order_object: schema.order_key,
-        },
+        external_ids={schema.contact_object: _contact_key_field(settings), **_unique_keys(schema)},
     )
 
 

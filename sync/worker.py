@@ -28,10 +28,10 @@ from connectors.errors import (
     RetriableError,
 )
 from mapping import (
-    CRM_SCHEMAS,
     FieldMapError,
     MappingError,
     apply_stage_overrides,
+    crm_schema,
 )
 from sync import inbox, jobs, links
 from sync.db import transaction
@@ -206,7 +206,7 @@ class Worker:
         for row in overrides:
             by_entity.setdefault(row.entity, {})[row.crm_property] = row.source_path
         settings = connection.settings or {}
-        schema = CRM_SCHEMAS[connection.crm_platform]
+        schema = crm_schema(connection.crm_platform, settings.get("orders_as"))
         # A bad operator override (unknown path or stage key) raises FieldMapError, a
         # ValueError: the job fails with that message instead of writing with a wrong map.
         stage_map = apply_stage_overrides(schema.stage_map, settings.get("stage_map") or {})
@@ -225,6 +225,14 @@ class Worker:
             schema=schema,
             stage_map=stage_map,
             pipeline=settings.get("pipeline", schema.pipeline),
+            order_constants={
+                **schema.order_constants,
+                **{
+                    name: settings[setting]
+                    for name, setting in schema.order_settings.items()
+                    if settings.get(setting)
+                },
+            },
         )
 
     def _engine(self, job: Job, connection: Connection) -> Engine:
