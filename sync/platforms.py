@@ -59,7 +59,9 @@ class PlatformConfig:
     woocommerce_bucket: tuple[float, float] = (20.0, 5.0)
     # Zoho and Salesforce meter calls per day and by concurrency, not per second (reference
     # §3.4, §2.4); the bucket only keeps a steady pace, the daily allocation is the real limit.
-    zoho_bucket: tuple[float, float] = (20.0, 10.0)
+    # Zoho's is counted in credits, as its connector charges them (a 100-record upsert is 10):
+    # about five full batches a second, what ten concurrent calls of ~1 s would allow.
+    zoho_bucket: tuple[float, float] = (100.0, 50.0)
     salesforce_bucket: tuple[float, float] = (50.0, 25.0)
     extra: dict[str, Any] = field(default_factory=dict)
 
