@@ -135,3 +135,25 @@ def test_dead_letters_can_be_shown_and_resolved(app):
         assert s.get(DeadLetter, letter_id).status == "resolved"
     listed = runner.invoke(args=["deadletters", "list"])
     assert listed.exit_code == 0 and listed.output.strip() == ""  # only open ones are listed
+
+
+def _create(app, *args: str):
+    base = ["connections", "create", "--name", "X", "--account", "acme", "--store-token", "t"]
+    return app.test_cli_runner().invoke(args=[*base, *args])
+
+
+def test_a_crm_order_shape_it_does_not_have_is_refused_and_creates_nothing(app):
+    app.test_cli_runner().invoke(args=["db", "upgrade"])
+    oauth = ["--crm-client-id", "c", "--crm-client-secret", "s", "--crm-refresh-token", "r"]
+    result = _create(app, "--crm", "zoho", "--crm-account", "1", *oauth, "--orders-as", "Invoices")
+    assert result.exit_code != 0
+    assert "Deals, Sales_Orders" in result.output and "'Invoices'" in result.output
+    # Salesforce orders need the Account they are placed under: named before any call is made.
+    result = _create(
+        app, "--crm", "salesforce", "--crm-account", "00D1", *oauth, "--orders-as", "Order"
+    )
+    assert result.exit_code != 0 and "--salesforce-order-account" in result.output
+    missing = _create(app, "--crm", "zoho", "--crm-account", "1", "--crm-client-id", "c")
+    assert missing.exit_code != 0 and "client_secret, refresh_token" in missing.output
+    with transaction(tandem_of(app).sessions) as s:
+        assert s.scalars(select(Connection)).all() == []
