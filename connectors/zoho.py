@@ -3,9 +3,10 @@ deletes, change reads with If-Modified-Since, and the connect-time field check.
 
 What this module declares: the data centres, the endpoints (with their docs), batch and page
 sizes, and the error policy. The logic is for Zoho's quirks, each in a small named function:
-reading per-record results out of 200/201/207/400 answers, writing to the record a
-``DUPLICATE_DATA`` answer names, switching from ``page`` to ``page_token`` paging, and taking a
-token refused with 401 back to the cache once.
+reading per-record results out of 200/201/207/400 answers, refusing an upsert that matched a
+record by a field other than our key, switching from ``page`` to ``page_token`` paging, telling
+a 429 for spent daily credits from one for concurrency, and taking a token refused with 401 back
+to the cache once.
 
 Facts are from shared/reference/api-crms.md section 3 (sources there), chiefly:
 - https://www.zoho.com/crm/developer/docs/api/v8/refresh.html (token refresh, ``api_domain``)
@@ -13,7 +14,8 @@ Facts are from shared/reference/api-crms.md section 3 (sources there), chiefly:
 - https://www.zoho.com/crm/developer/docs/api/v8/upsert-records.html (upsert, per-record results)
 - https://www.zoho.com/crm/developer/docs/api/v8/get-records.html (paging, If-Modified-Since)
 - https://www.zoho.com/crm/developer/docs/api/v8/api-limits.html (credits, concurrency, 429)
-- https://www.zoho.com/crm/developer/docs/api/v8/status-codes.html (error codes)
+- https://www.zoho.com/crm/developer/docs/api/v8/status-codes.html (error codes, 304, 429)
+- https://www.zoho.com/crm/developer/docs/api/v8/delete-records.html (deletes, ``wf_trigger``)
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -47,6 +49,7 @@ BATCH_SIZE = 100  # insert/update/upsert/delete take at most 100 records per cal
 PAGE_SIZE = 200  # get records: per_page maximum
 IDS_PER_READ = 100  # get records by ids
 CREDITS_PER_RECORDS = 10  # insert/update/upsert cost 1 credit per 10 records (api-limits.html)
+NOTHING_CHANGED = (204, 304)  # a delta read with nothing to give (see changed_since)
 
 # dc code -> (accounts URL, API host). multi-dc.html; the CRM API host of SA is UNCONFIRMED.
 DATA_CENTRES: Mapping[str, tuple[str, str]] = {
@@ -62,7 +65,19 @@ DATA_CENTRES: Mapping[str, tuple[str, str]] = {
     "cn": ("https://accounts.zoho.com.cn", "www.zohoapis.com.cn"),
     "sa": ("https://accounts.zoho.sa", "www.zohoapis.sa"),
 }
-API_HOSTS = frozenset(host for _, host in DATA_CENTRES.values())
+# Sandbox orgs answer on ``sandbox.zohoapis.<dc>`` (and developer editions on
+# ``developer.zohoapis.<dc>``), named by the token answer's ``api_domain``: Zoho's own SDKs list
+# them per data centre (zoho/zohocrm-python-sdk-8.0 versions/1.0.0/zohocrmsdk/src/com/zoho/crm/
+# api/dc/ca_data_center.py; the v8 Ruby SDK's ZOHOCRMSDK::Constants *_DATACENTER lists). The same
+# SDK constants spell Saudi Arabia ``www.zohoapis.com.sa`` (accounts ``accounts.zoho.com.sa``),
+# where the reference has ``.sa``: which one is right is UNCONFIRMED, so both API hosts are
+# accepted.
+_SA_SDK_HOST = "www.zohoapis.com.sa"
+API_HOSTS = frozenset(
+    host.replace("www.", prefix, 1)
+    for host in {*(h for _, h in DATA_CENTRES.values()), _SA_SDK_HOST}
+    for prefix in ("www.", "sandbox.", "developer.")
+)
 
 
 def accounts_url_for(dc: str) -> str:
@@ -102,14 +117,39 @@ ENDPOINTS: Mapping[str, Endpoint] = {
 CREDENTIAL_ERRORS = frozenset(
     {"invalid_grant", "invalid_code", "invalid_client", "invalid_client_secret"}
 )
-# "You have made too many requests continuously": more than 10 tokens per 10 minutes
-# (ZO-ACCOUNTS). The window is not stated per answer; wait it out.
+# "You have made too many requests continuously": more than 10 access tokens per refresh token
+# in 10 minutes (ZO-ACCOUNTS, https://www.zoho.com/accounts/protocol/oauth/limits.html). The
+# window is not stated per answer; wait it out.
 MINT_THROTTLED = "access denied"  # the error text, not a secret
 MINT_THROTTLE_WAIT = 600.0
+MINT_LIMIT_TEXT = "Zoho allows at most 10 access tokens per refresh token every 10 minutes"
 
 AUTH_REFRESH_CODES = frozenset({"INVALID_TOKEN", "AUTHENTICATION_FAILURE"})
 SCOPE_CODES = frozenset({"OAUTH_SCOPE_MISMATCH", "NO_PERMISSION"})
+# An update of an id that does not exist (update-records.html); crm-oas v8.0/record.json's
+# error enum spells it with a final period, the docs' examples without: both are accepted.
 NOT_FOUND_MESSAGE = "the id given seems to be invalid"
+# Tandem's own keys of the modules it upserts without one of its fields: contacts by email.
+CONTACTS_KEY = ("Contacts", "Email")
+# Upsert's system-defined duplicate-check fields (upsert-records.html "System-defined Duplicate
+# Check Fields"). They are checked only when named in ``duplicate_check_fields`` (or when none
+# is given), unlike user-defined unique fields, which are always checked after the named ones.
+SYSTEM_DUPLICATE_CHECK: Mapping[str, str] = {
+    "Leads": "Email",
+    "Contacts": "Email",
+    "Accounts": "Account_Name",
+    "Deals": "Deal_Name",
+    "Campaigns": "Campaign_Name",
+    "Cases": "Subject",
+    "Solutions": "Solution_Title",
+    "Products": "Product_Name",
+    "Vendors": "Vendor_Name",
+    "Price_Books": "Price_Book_Name",
+    "Quotes": "Subject",
+    "Sales_Orders": "Subject",
+    "Purchase_Orders": "Subject",
+    "Invoices": "Subject",
+}
 
 # --------------------------------------------------------------------------- errors and limits
 
@@ -152,10 +192,24 @@ def _classify(response: requests.Response) -> Action | None:
     return None  # other 401s (INVALID_TOKEN, AUTHENTICATION_FAILURE): refresh, by the table
 
 
+# 429 TOO_MANY_REQUESTS means either "Number of API requests for the 24 hour period is
+# exceeded or the concurrency limit of the user for the app is exceeded" (status-codes.html),
+# with no Retry-After (api-limits.html, AE-ZOHO). The body does not say which (UNCONFIRMED), so
+# the last X-API-CREDITS-REMAINING seen decides:
+# - at or near 0 (less than one 100-record write, 10 credits), the daily credits are spent: a
+#   long probe wait, so the job is rescheduled (and every worker of the account held back by
+#   the shared budget) instead of blocking; credits come back over a rolling 24 h;
+# - otherwise too many calls are in flight: a short wait shared by every worker of the account
+#   (HttpClient hands a named wait to ``budget.block_for``), as in-flight calls end in seconds.
+DAILY_PROBE_SECONDS = 900.0
+CONCURRENCY_WAIT_SECONDS = 2.0
+CREDITS_NEARLY_SPENT = 10
+
+
 def _retry_after(response: requests.Response) -> float | None:
-    """Zoho sends no Retry-After on 429 (api-limits.html, AE-ZOHO): None lets the client back
-    off exponentially with jitter. A Retry-After, should one ever come, is obeyed."""
-    return retry_after_header(response)
+    """The stateless answer (a client not watched by a connector): a Retry-After, should one
+    ever come, is obeyed; otherwise the short shared wait."""
+    return retry_after_header(response) or CONCURRENCY_WAIT_SECONDS
 
 
 def credits_remaining(response: requests.Response) -> int | None:
@@ -165,6 +219,43 @@ def credits_remaining(response: requests.Response) -> int | None:
         return int(response.headers["X-API-CREDITS-REMAINING"])
     except (KeyError, ValueError):
         return None
+
+
+class CreditWatch:
+    """The last ``X-API-CREDITS-REMAINING`` one account's client saw, and the wait a 429 calls
+    for. One per connector instance (never shared across accounts)."""
+
+    def __init__(self) -> None:
+        self.remaining: int | None = None
+
+    def observe(self, response: requests.Response) -> None:
+        remaining = credits_remaining(response)
+        if remaining is not None:
+            self.remaining = remaining
+
+    def daily_spent(self) -> bool:
+        return self.remaining is not None and self.remaining <= CREDITS_NEARLY_SPENT
+
+    def retry_after(self, response: requests.Response) -> float | None:
+        named = retry_after_header(response)
+        if named:
+            return named
+        if response.status_code == 429 and self.daily_spent():
+            return DAILY_PROBE_SECONDS
+        return CONCURRENCY_WAIT_SECONDS
+
+
+def _chain(
+    first: Callable[[requests.Response], None], then: Callable[[requests.Response], None] | None
+) -> Callable[[requests.Response], None]:
+    if then is None:
+        return first
+
+    def both(response: requests.Response) -> None:
+        first(response)
+        then(response)
+
+    return both
 
 
 def zoho_policy(observe: Callable[[requests.Response], None] | None = None) -> Policy:
@@ -201,28 +292,69 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, allow_nan=False)
 
 
+def _item_details(item: Mapping[str, Any]) -> Mapping[str, Any]:
+    details = item.get("details")
+    return details if isinstance(details, Mapping) else {}
+
+
+def _duplicate_of(item: Mapping[str, Any]) -> str | None:
+    """The id of the record a ``DUPLICATE_DATA`` answer names (another record, not ours)."""
+    if item.get("code") != "DUPLICATE_DATA":
+        return None
+    record = _item_details(item).get("duplicate_record")
+    found = record.get("id") if isinstance(record, Mapping) else None
+    return str(found) if found else None
+
+
 def _failure(key: str, item: Mapping[str, Any]) -> WriteResult:
-    """A refused record: ``"<CODE>: <message> (<api_name>)"``, the item kept verbatim."""
-    details = item.get("details") if isinstance(item.get("details"), Mapping) else {}
+    """A refused record: ``"<CODE>: <message> (<api_name>)"``, the item kept verbatim. The id
+    of a record a DUPLICATE_DATA answer names goes in the message, never in ``id``: it is the
+    record holding that value, not necessarily ours."""
+    details = _item_details(item)
     code = item.get("code") or "UNKNOWN"
     error = f"{code}: {item.get('message') or 'refused by Zoho CRM'}"
     if details.get("api_name"):
         error += f" ({details['api_name']})"
+    duplicate = _duplicate_of(item)
+    if duplicate:
+        error += f"; record {duplicate} already has this value"
     not_found = (
         code == "INVALID_DATA"
         and details.get("api_name") == "id"
-        and str(item.get("message", "")).lower() == NOT_FOUND_MESSAGE
+        and str(item.get("message", "")).strip().rstrip(".").lower() == NOT_FOUND_MESSAGE
     )
-    duplicate = (
-        (details.get("duplicate_record") or {}).get("id") if code == "DUPLICATE_DATA" else None
-    )
+    return WriteResult(key=key, ok=False, error=error, details=dict(item), not_found=not_found)
+
+
+def _matched_elsewhere(
+    module: str, id_field: str, key: str, item: Mapping[str, Any]
+) -> WriteResult | None:
+    """A failure if an upsert success matched by a field other than ``id_field``.
+
+    Zoho's duplicate check does not stop at the fields we name: after them it tries every other
+    user-defined unique field (upsert-records.html, "How does the duplicate check work?":
+    ``["Email"]`` checks Email, unique1, unique2). A new email whose phone is unique and taken
+    therefore *updates another person*, answered as a success with ``duplicate_field: "Phone"``.
+    That record is not ours and must not be linked: the input fails, naming what happened, so
+    an operator can look at the record Zoho overwrote. An insert carries ``duplicate_field:
+    null``; an update must name our key.
+    """
+    field = item.get("duplicate_field")
+    action = item.get("action")
+    if field == id_field or (field is None and action != "update"):
+        return None
+    record = str(_item_details(item).get("id") or "?")
+    how = f"by its {field} field" if field else "without naming the field it matched by"
     return WriteResult(
         key=key,
         ok=False,
-        id=str(duplicate) if duplicate else None,
-        error=error,
+        error=(
+            f"MATCHED_OTHER_FIELD: Zoho CRM matched this input to the existing {module} record "
+            f"{record} {how}, not by {id_field}, and updated that record with it; Tandem did "
+            f"not link it. Check record {record}, and turn off 'Do not allow duplicate values' "
+            f"on {module}.{field or '?'} (Zoho's upsert also matches by every unique field)"
+        ),
         details=dict(item),
-        not_found=not_found,
     )
 
 
@@ -295,6 +427,15 @@ class ZohoConnector:
     ) -> None:
         http.add_secret(client_secret)
         http.add_secret(refresh_token)
+        # This account's credit watch: every response it sees (the policy's observe hook) and
+        # the wait a 429 calls for. Installed on this connector's own client, so two accounts
+        # never share it, even when both clients were built from the module's ZOHO_POLICY.
+        self.credits = CreditWatch()
+        http.policy = replace(
+            http.policy,
+            observe=_chain(self.credits.observe, http.policy.observe),
+            retry_after=self.credits.retry_after,
+        )
         self._http = http
         self._tokens = tokens
         self._client_id = client_id
@@ -336,7 +477,8 @@ class ZohoConnector:
             )
         if error.lower() == MINT_THROTTLED:
             raise RateLimitedError(
-                f"Zoho accounts: {_error_message(response)}",
+                f"Zoho accounts throttled token refreshes ({MINT_LIMIT_TEXT}); waiting "
+                f"{MINT_THROTTLE_WAIT:.0f}s. Zoho said: {_error_message(response)}",
                 platform=PLATFORM,
                 status=response.status_code,
                 retry_after=MINT_THROTTLE_WAIT,
@@ -410,21 +552,23 @@ class ZohoConnector:
         body: object = None,
         headers: Mapping[str, str] | None = None,
         cost: float = 1.0,
+        ok: Sequence[int] = (),
     ) -> requests.Response:
-        """One API call; a token refused with 401 goes back to the cache once and the call is
-        sent again with the new one (tokens last an hour, but another worker or Zoho may have
-        revoked ours: only 30 may be active per refresh token, ZO-ACCOUNTS).
+        """One API call (``ok``: statuses that are answers, not failures); a token refused
+        with 401 goes back to the cache once and the call is sent again with the new one
+        (tokens last an hour, but another worker or Zoho may have revoked ours: only 30 may be
+        active per refresh token, ZO-ACCOUNTS).
 
         Raises AuthExpiredError if the fresh token is refused too.
         """
         token = self._token()
         try:
-            return self._send(token, endpoint, module, params, body, headers, cost)
+            return self._send(token, endpoint, module, params, body, headers, cost, ok)
         except AuthExpiredError:
             pass
         fresh = self._token(rejected=token.value)
         try:
-            return self._send(fresh, endpoint, module, params, body, headers, cost)
+            return self._send(fresh, endpoint, module, params, body, headers, cost, ok)
         except AuthExpiredError as exc:
             raise AuthExpiredError(
                 "Zoho CRM refused a freshly minted access token (401); the connection needs "
@@ -442,6 +586,7 @@ class ZohoConnector:
         body: object,
         headers: Mapping[str, str] | None,
         cost: float,
+        ok: Sequence[int] = (),
     ) -> requests.Response:
         spec = ENDPOINTS[endpoint]
         base = self._checked_api_domain(token.instance_url or "")
@@ -452,7 +597,7 @@ class ZohoConnector:
             data = _dumps(body).encode()
             sent["Content-Type"] = "application/json"
         return self._http.request(
-            spec.method, url, params=params, data=data, headers=sent, cost=cost
+            spec.method, url, params=params, data=data, headers=sent, cost=cost, ok=ok
         )
 
     # ----------------------------------------------------------------- connect-time check
@@ -462,19 +607,40 @@ class ZohoConnector:
         required: Mapping[str, Sequence[str]],
         unique: Mapping[str, str] | None = None,
     ) -> None:
-        """Check that every ``{module: [field api names]}`` exists and that each
-        ``{module: field}`` in ``unique`` (the upsert keys) is a unique field.
+        """Check that every ``{module: [field api names]}`` exists, that each ``{module:
+        field}`` in ``unique`` (the upsert keys) is a unique field, and that no *other*
+        user-defined unique field sits on a module Tandem upserts: the ``unique`` modules by
+        their key, and Contacts (when ``required`` names it) by Email.
+
+        Why the last check: Zoho's upsert matches by the fields we name and then by every other
+        user-defined unique field (upsert-records.html, "How does the duplicate check work?"),
+        so with Contacts.Phone unique a new customer's upsert can overwrite another customer who
+        shares the phone. The upsert results are checked too (a match by another field fails
+        that input), but by then Zoho has already written; this check keeps it from happening.
+        System-defined duplicate-check fields (Contacts Email, Deals Deal_Name, ...) are not
+        counted: Zoho checks them only when named (same section).
+
+        A safer Zoho mechanism was looked for and not found: external-id fields (``X-EXTERNAL``
+        in zoho/crm-oas v8.0/record.json) key reads, updates and deletes by value, but an upsert
+        "need not provide the X-EXTERNAL header" and still falls back to the system duplicate
+        check (v7 upsert-records-ext.html, ZO-V7MIRROR api_docs/Upsert_Records_Using_External_
+        ID_370.md: a new external value whose Email exists updates that contact).
 
         Zoho's field metadata marks a unique field with a ``unique`` object carrying
         ``casesensitive`` (zoho/crm-oas v8.0/fields.json; ``{}`` on the others); a boolean
         ``true`` is accepted too, in case another version sends one.
 
-        Raises ConfigurationError naming every missing ``Module.Field`` in one message.
+        Raises ConfigurationError naming every missing, non-unique or extra unique
+        ``Module.Field`` in one message.
         """
         unique = dict(unique or {})
+        upserted = dict(unique)
+        if CONTACTS_KEY[0] in required:
+            upserted.setdefault(*CONTACTS_KEY)
         modules = list(dict.fromkeys([*required, *unique]))
         missing: list[str] = []
         not_unique: list[str] = []
+        extra_unique: list[tuple[str, str]] = []
         for module in modules:
             try:
                 response = self._call("fields", params={"module": module})
@@ -498,7 +664,14 @@ class ZohoConnector:
                     missing.append(f"{module}.{name}")
                 elif unique.get(module) == name and not _is_unique(listed[name]):
                     not_unique.append(f"{module}.{name}")
-        if not missing and not not_unique:
+            if module in upserted:
+                ignored = {upserted[module], SYSTEM_DUPLICATE_CHECK.get(module)}
+                extra_unique.extend(
+                    (module, str(name))
+                    for name, meta in listed.items()
+                    if name and name not in ignored and _is_unique(meta)
+                )
+        if not missing and not not_unique and not extra_unique:
             return
         parts = []
         if missing:
@@ -511,8 +684,18 @@ class ZohoConnector:
             parts.append(
                 "these fields must not allow duplicate values (unique): " + ", ".join(not_unique)
             )
+        if extra_unique:
+            named = ", ".join(
+                f"{m}.{f} (Tandem upserts {m} by {upserted[m]})" for m, f in extra_unique
+            )
+            parts.append(
+                "Zoho CRM upserts also match records by every other unique field, so Tandem "
+                "could update the wrong record (another customer or order sharing that value); "
+                "turn off 'Do not allow duplicate values' on " + named
+            )
         raise ConfigurationError(
-            "; ".join(parts) + ". Add them in Zoho CRM Setup > Modules and Fields, then reconnect.",
+            "; ".join(parts) + ". Change them in Zoho CRM Setup > Modules and Fields, then "
+            "reconnect.",
             platform=PLATFORM,
         )
 
@@ -523,29 +706,20 @@ class ZohoConnector:
     ) -> list[WriteResult]:
         """Create or update contacts keyed by email (matched case-insensitively).
 
-        A ``DUPLICATE_DATA`` answer (the email is new, but another unique field of the contact
-        matches an existing one) is written to that contact by id instead.
+        An input Zoho matched by another unique field (a success naming another
+        ``duplicate_field``) or refused with ``DUPLICATE_DATA`` on another field fails: that
+        record belongs to someone else (see :meth:`prepare`).
         """
-        results = self._upsert("Contacts", "Email", inputs, normalise=lambda e: e.strip().lower())
-        redirect = [
-            (i, r.id, inputs[i][1], inputs[i][0])
-            for i, r in enumerate(results)
-            if not r.ok and r.id and (r.details or {}).get("code") == "DUPLICATE_DATA"
-        ]
-        if redirect:
-            updates = [
-                (rid, {**fields, "Email": str(email).strip()}) for _, rid, fields, email in redirect
-            ]
-            updated = self.update_objects("Contacts", updates)
-            for (i, _, _, _), result in zip(redirect, updated, strict=True):
-                results[i] = _rekey(result, results[i].key, created=False if result.ok else None)
-        return results
+        return self._upsert("Contacts", "Email", inputs, normalise=lambda e: e.strip().lower())
 
     def upsert_objects(
         self, module: str, id_field: str, inputs: Sequence[tuple[str, Mapping[str, Any]]]
     ) -> list[WriteResult]:
         """Create or update ``module`` records keyed by ``id_field``, a unique field such as
-        Deals ``Tandem_Order_Id`` (the key is written into that field)."""
+        Deals or Sales_Orders ``Tandem_Order_Id`` (the key is written into that field).
+        Subform rows (Sales_Orders ``Ordered_Items``) go as Zoho takes them: a row with the
+        ``id`` of an existing row updates it, ``{"id": ..., "_delete": None}`` deletes it, a row
+        without ``id`` is added (update-subforms.html)."""
         return self._upsert(module, id_field, inputs, normalise=lambda v: v.strip())
 
     def update_objects(
@@ -561,27 +735,58 @@ class ZohoConnector:
         by_key = self._write_all("update", module, items, extra={})
         return [_rekey(by_key[str(record_id)], str(record_id)) for record_id, _ in inputs]
 
-    def archive_objects(self, module: str, ids: Sequence[str]) -> None:
-        """Delete records (to Zoho's recycle bin), 100 per call. An id already deleted is not
-        an error, so a retry is harmless.
+    def archive_objects(self, module: str, ids: Sequence[str]) -> list[WriteResult]:
+        """Delete records (to Zoho's recycle bin), 100 per call, without running Zoho's
+        workflows: ``wf_trigger`` defaults to true on deletes (delete-records.html), as
+        ``trigger: []`` keeps them off our writes. One WriteResult per id, in input order.
 
-        Raises PermanentError for any other refusal of an id.
+        A per-record refusal of an id that no longer exists is done, not an error, so a retry
+        is harmless: ok with ``not_found=True``. Zoho answers an already deleted id with
+        INVALID_DATA "record not deleted" (delete-records.html); rather than trust one wording,
+        every refused id is looked up once, and only ids still there fail. One refused id never
+        stops the ids after it.
         """
         unique_ids = list(dict.fromkeys(str(i) for i in ids))
+        results: dict[str, WriteResult] = {}
         for start in range(0, len(unique_ids), BATCH_SIZE):
             chunk = unique_ids[start : start + BATCH_SIZE]
-            response = self._call("delete", module=module, params={"ids": ",".join(chunk)})
-            for item in _body(response).get("data") or []:
-                if not isinstance(item, Mapping) or item.get("status") == "success":
-                    continue
-                if _failure("", item).not_found:
-                    continue  # already gone
-                raise PermanentError(
-                    f"Zoho CRM refused to delete a {module} record: {_failure('', item).error}",
-                    platform=PLATFORM,
-                    status=response.status_code,
-                    details=dict(item),
+            response = self._call(
+                "delete", module=module, params={"ids": ",".join(chunk), "wf_trigger": "false"}
+            )
+            data = _body(response).get("data")
+            items = data if isinstance(data, list) else []
+            # Results come in input order and name their id (``details.id``): by id where
+            # they do, by position where they do not.
+            by_id = {
+                str(_item_details(i)["id"]): i
+                for i in items
+                if isinstance(i, Mapping) and _item_details(i).get("id")
+            }
+            refused: dict[str, Mapping[str, Any]] = {}
+            for index, record_id in enumerate(chunk):
+                positional = items[index] if index < len(items) else None
+                item = by_id.get(record_id) or (
+                    positional
+                    if isinstance(positional, Mapping)
+                    else {"code": "UNKNOWN", "message": "Zoho CRM gave no result for this id"}
                 )
+                if item.get("status") == "success":
+                    results[record_id] = WriteResult(key=record_id, ok=True, id=record_id)
+                else:
+                    refused[record_id] = item
+            if refused:
+                still_there = {str(r.get("id")) for r in self._existing(module, list(refused))}
+                for record_id, item in refused.items():
+                    if record_id in still_there:
+                        results[record_id] = _failure(record_id, item)
+                    else:
+                        results[record_id] = WriteResult(
+                            key=record_id, ok=True, id=record_id, not_found=True
+                        )
+        return [_rekey(results[str(i)], str(i)) for i in ids]
+
+    def _existing(self, module: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        return self.get_objects(module, ids, ["Modified_Time"])
 
     def _upsert(
         self,
@@ -592,7 +797,12 @@ class ZohoConnector:
         normalise: Callable[[str], str],
     ) -> list[WriteResult]:
         """Upsert by ``id_field``; inputs with the same key are merged (later values win) and
-        share one result, so one call never carries the same record twice."""
+        share one result, so one call never carries the same record twice.
+
+        A ``DUPLICATE_DATA`` answer on ``id_field`` itself names the record that holds our
+        key: the input is written to it by id. On any other field it names someone else's
+        record and the input fails (writing there would merge two people or orders).
+        """
         distinct: dict[str, dict[str, Any]] = {}
         for value, fields in inputs:
             text = str(value).strip()
@@ -604,8 +814,24 @@ class ZohoConnector:
             entry[id_field] = key_value
         items = list(distinct.items())
         by_key = self._write_all(
-            "upsert", module, items, extra={"duplicate_check_fields": [id_field]}
+            "upsert",
+            module,
+            items,
+            extra={"duplicate_check_fields": [id_field]},
+            match_field=id_field,
         )
+        redirect = [
+            (key, duplicate, record)
+            for key, record in items
+            if not by_key[key].ok
+            and isinstance(by_key[key].details, Mapping)
+            and _item_details(by_key[key].details).get("api_name") == id_field
+            and (duplicate := _duplicate_of(by_key[key].details))
+        ]
+        if redirect:
+            updated = self.update_objects(module, [(rid, record) for _, rid, record in redirect])
+            for (key, _, _), result in zip(redirect, updated, strict=True):
+                by_key[key] = _rekey(result, key, created=False if result.ok else None)
         out = []
         for value, _ in inputs:
             if not str(value).strip():
@@ -621,10 +847,12 @@ class ZohoConnector:
         items: Sequence[tuple[str, Mapping[str, Any]]],
         *,
         extra: Mapping[str, Any],
+        match_field: str | None = None,
     ) -> dict[str, WriteResult]:
         """Send ``(key, record)`` items 100 per call; match results to them by position (Zoho
         answers in input order). ``trigger: []``: Zoho's own workflows must not fire on our
-        writes, or they could write back and echo (insert-records.html)."""
+        writes, or they could write back and echo (insert-records.html). ``match_field``: an
+        upsert success must have matched by it (:func:`_matched_elsewhere`)."""
         out: dict[str, WriteResult] = {}
         for start in range(0, len(items), BATCH_SIZE):
             chunk = items[start : start + BATCH_SIZE]
@@ -646,7 +874,12 @@ class ZohoConnector:
                 )
             for (key, _), item in zip(chunk, data, strict=True):
                 if isinstance(item, Mapping) and item.get("status") == "success":
-                    out[key] = _success(key, item, created=False if endpoint == "update" else None)
+                    wrong = (
+                        _matched_elsewhere(module, match_field, key, item) if match_field else None
+                    )
+                    out[key] = wrong or _success(
+                        key, item, created=False if endpoint == "update" else None
+                    )
                 else:
                     out[key] = _failure(key, item if isinstance(item, Mapping) else {})
         return out
@@ -673,8 +906,13 @@ class ZohoConnector:
         headers = {"If-Modified-Since": _iso(since)}
         seen: set[str] = set()
         while True:
-            response = self._call("get_records", module=module, params=params, headers=headers)
-            if response.status_code == 204:
+            # Nothing changed: 304 Not Modified per the v8 status-codes page ("has not been
+            # modified after the time mentioned in the If-Modified-Since header"), or 204 as
+            # for any empty read (get-records.html); which one comes is UNCONFIRMED, so both.
+            response = self._call(
+                "get_records", module=module, params=params, headers=headers, ok=NOTHING_CHANGED
+            )
+            if response.status_code in NOTHING_CHANGED:
                 return  # nothing (more) matches
             page = _body(response)
             records = [r for r in page.get("data") or [] if isinstance(r, dict)]

@@ -36,7 +36,10 @@ Fields = Mapping[str, Any]
 class CrmWriter(Protocol):
     """What the engine asks of a CRM connector. Every write returns one WriteResult per input,
     in input order. ``link_orders_to_contacts`` is called only for CRMs whose schema has no
-    ``order_contact_field``, ``link_line_items_to_orders`` only for those with line items."""
+    ``order_contact_field``, ``link_line_items_to_orders`` only for line items linked by a call
+    (HubSpot); ``get_objects`` only for subform rows (Zoho Sales_Orders), and the product and
+    price-book methods of ``sync.products`` only for order shapes with products. What
+    ``archive_objects`` returns is not used: deleting what is already gone is not an error."""
 
     platform: str
 
@@ -51,7 +54,7 @@ class CrmWriter(Protocol):
     ) -> list[WriteResult]: ...
     def link_orders_to_contacts(self, pairs: Sequence[tuple[str, str]]) -> list[WriteResult]: ...
     def link_line_items_to_orders(self, pairs: Sequence[tuple[str, str]]) -> list[WriteResult]: ...
-    def archive_objects(self, object_type: str, ids: Sequence[str]) -> None: ...
+    def archive_objects(self, object_type: str, ids: Sequence[str]) -> object: ...
 
 
 @dataclass

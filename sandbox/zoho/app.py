@@ -107,6 +107,11 @@ class Knobs:
     # Rows of a subform (Sales_Orders.Ordered_Items) that an update does not name by ``id``:
     # "append" keeps them (v7/v8 update-subforms.html), "replace" deletes them (the v2 page).
     subform_update: str = "append"
+    # What a GET with If-Modified-Since answers when nothing changed since then: the v8
+    # status-codes page documents 304 Not Modified ("has not been modified after the time
+    # mentioned in the If-Modified-Since header in a GET API"); get-records.html says 204 for
+    # "no records". Which one a delta read gets is UNCONFIRMED (reference 3.2): 204 or 304.
+    not_modified_status: int = 204
 
 
 @dataclass
@@ -577,6 +582,8 @@ def _api(sim: Simulator) -> Blueprint:
         window = page_window(page=page, per_page=per_page, token=token, total=len(records))
         chunk = records[window.offset : window.end]
         if not chunk:
+            if since is not None and not records and sim.knobs.not_modified_status == 304:
+                return Response(status=304)  # nothing modified since (status-codes.html)
             return Response(status=204)  # no records: 204 with an empty body (get-records.html)
         more = window.end < len(records)
         next_token, expiry = None, None
@@ -838,6 +845,8 @@ def _control(sim: Simulator) -> Blueprint:
             raise BadRequest("unknown_fields must be 'error' or 'ignore'")
         if "subform_update" in data and data["subform_update"] not in ("append", "replace"):
             raise BadRequest("subform_update must be 'append' or 'replace'")
+        if "not_modified_status" in data and data["not_modified_status"] not in (204, 304):
+            raise BadRequest("not_modified_status must be 204 or 304")
         if "token_error_status" in data and data["token_error_status"] not in (200, 400, 401):
             raise BadRequest("token_error_status must be 200, 400 or 401")
         for name in ("inject", "fault_values"):

@@ -451,7 +451,7 @@ class Org:
         """
         checks: list[str] = []
         if operation == "upsert":
-            checks = list(duplicate_check_fields or self.default_duplicate_check(module))
+            checks = self.duplicate_checks(module, duplicate_check_fields)
         results = []
         for index, item in enumerate(items):
             try:
@@ -462,10 +462,30 @@ class Org:
                 results.append(refused.result)
         return results
 
-    def default_duplicate_check(self, module: str) -> list[str]:
-        system = list(SYSTEM_DUPLICATE_CHECK.get(module, ()))
-        users = [s.api_name for s in self.fields[module].values() if s.unique and s.custom]
-        return system + [u for u in users if u not in system]
+    def user_unique_fields(self, module: str) -> list[str]:
+        """Fields an admin marked "Do not allow duplicate values": every unique field but the
+        module's system-defined duplicate check (a standard field such as Phone counts too)."""
+        system = SYSTEM_DUPLICATE_CHECK.get(module, ())
+        return [
+            s.api_name
+            for s in self.fields[module].values()
+            if s.unique and s.api_name not in system
+        ]
+
+    def duplicate_checks(self, module: str, given: Sequence[str] | None) -> list[str]:
+        """The fields an upsert matches by, in order. upsert-records.html "How does the
+        duplicate check work?" (v7 text, ZO-V7MIRROR ``SurajKumar2235/Crm_ChatBOT``
+        api_docs/Upsert_Records_158.md; the review cites the same section of the v8
+        page, https://www.zoho.com/crm/developer/docs/api/v8/upsert-records.html): the given
+        fields come first, then *every other user-defined unique field* (``["Email"]`` checks
+        Email, unique1, unique2); a system-defined field is checked only when given, or when
+        nothing is given (then system fields, then user-defined unique ones). So a key of ours
+        does not limit the match: another unique field can match another record."""
+        users = self.user_unique_fields(module)
+        if not given:
+            system = list(SYSTEM_DUPLICATE_CHECK.get(module, ()))
+            return system + [u for u in users if u not in system]
+        return list(given) + [u for u in users if u not in given]
 
     def _write_one(
         self,
@@ -789,18 +809,24 @@ class Org:
         return self.records[module][results[0]["details"]["id"]]
 
     def delete(self, module: str, ids: Sequence[str], options: WriteOptions) -> list[dict]:
+        """Delete records (to the recycle bin). An id already deleted answers per record
+        ``INVALID_DATA`` "record not deleted" with ``details {id}`` (delete-records.html:
+        "The record you are trying to delete has already been deleted"; v7 text in ZO-V7MIRROR
+        api_docs/Records_157.md; the message is in zoho/crm-oas v8.0/record.json's error enum).
+        An id that never existed answers the same here (UNCONFIRMED). A fault value refuses a
+        live record with ``RECORD_LOCKED`` (a documented delete error), so a refusal of a
+        record that still exists can be tested."""
         results = []
-        for index, record_id in enumerate(ids):
+        for record_id in ids:
             record = self.get(module, record_id)
-            if record is None or record_id in options.faults:
-                # UNCONFIRMED: the exact answer for an id already deleted; the simulator
-                # answers as update does for an unknown id.
+            if record is None:
+                results.append(record_error("INVALID_DATA", "record not deleted", id=record_id))
+                continue
+            if record_id in options.faults:
                 results.append(
                     record_error(
-                        "INVALID_DATA",
-                        "the id given seems to be invalid",
-                        api_name="id",
-                        json_path=f"$.ids[{index}]",
+                        "RECORD_LOCKED",
+                        "You cannot perform this operation as the record is locked.",
                         id=record_id,
                     )
                 )

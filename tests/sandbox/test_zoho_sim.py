@@ -307,13 +307,102 @@ def test_lookups_take_an_id_and_read_back_as_name_and_id(client, auth):
 
 
 def test_delete_and_delete_again(client, auth):
+    # delete-records.html: an id already deleted is INVALID_DATA "record not deleted".
     [record_id] = seed(client, 1)
-    first = client.delete(f"/crm/v8/Contacts?ids={record_id}", headers=auth)
+    first = client.delete(f"/crm/v8/Contacts?ids={record_id}&wf_trigger=false", headers=auth)
     assert first.get_json()["data"][0]["code"] == "SUCCESS"
     again = client.delete(f"/crm/v8/Contacts?ids={record_id}", headers=auth)
     assert again.status_code == 400
-    assert again.get_json()["data"][0]["details"]["api_name"] == "id"
+    assert again.get_json()["data"] == [
+        {
+            "code": "INVALID_DATA",
+            "details": {"id": record_id},
+            "message": "record not deleted",
+            "status": "error",
+        }
+    ]
     assert client.get(f"/_sandbox/orgs/{ORG}/dump").get_json()["Contacts"] == []
+    # wf_trigger defaults to true: Zoho runs workflows on delete unless told not to.
+    assert [c["triggers"] for c in calls(client, "/Contacts")] == [[], ["workflow"]]
+
+
+def test_a_refused_delete_of_a_live_record_is_record_locked_and_the_rest_go(client, auth):
+    kept, gone = seed(client, 2)
+    knobs(client, fault_values=[kept])
+    response = client.delete(f"/crm/v8/Contacts?ids={kept},{gone}", headers=auth)
+    assert response.status_code == 207
+    refused, deleted = response.get_json()["data"]
+    assert (refused["code"], refused["details"], deleted["code"]) == (
+        "RECORD_LOCKED",
+        {"id": kept},
+        "SUCCESS",
+    )
+    assert [c["id"] for c in client.get(f"/_sandbox/orgs/{ORG}/dump").get_json()["Contacts"]] == [
+        kept
+    ]
+
+
+def _org_with(client, org_id, **extra):
+    """A second org (its own OAuth client) and the headers of a token for it."""
+    made = {"org_id": org_id, "client_id": f"c{org_id}", "client_secret": "s", "refresh_token": "r"}
+    assert client.post("/_sandbox/orgs", json={**made, **extra}).status_code == 201
+    token = mint(client, client_id=f"c{org_id}", client_secret="s", refresh_token="r")
+    return {"Authorization": f"Zoho-oauthtoken {token.get_json()['access_token']}"}
+
+
+def test_upsert_falls_through_to_the_other_unique_fields(client, auth):
+    # upsert-records.html "How does the duplicate check work?": ["Email"] checks Email, then
+    # every user-defined unique field; so a new email with a taken unique phone updates the
+    # record holding that phone, answered as a success naming duplicate_field "Phone".
+    headers = _org_with(client, "60000009", unique_fields={"Contacts": ["Phone"]})
+    old = {"Email": "old@example.com", "Last_Name": "Old", "Phone": "+15550100"}
+    [made] = upsert(client, headers, "Contacts", [old]).get_json()["data"]
+    new = {"Email": "new@example.com", "Last_Name": "New", "Phone": "+15550100"}
+    [matched] = upsert(
+        client, headers, "Contacts", [new], duplicate_check_fields=["Email"]
+    ).get_json()["data"]
+    assert (matched["status"], matched["action"], matched["duplicate_field"]) == (
+        "success",
+        "update",
+        "Phone",
+    )
+    assert matched["details"]["id"] == made["details"]["id"]
+    [stored] = client.get("/_sandbox/orgs/60000009/dump").get_json()["Contacts"]
+    assert (stored["Email"], stored["Last_Name"]) == ("new@example.com", "New")
+
+
+def test_upsert_matched_by_email_with_another_records_phone_is_duplicate_data(client, auth):
+    headers = _org_with(client, "60000009", unique_fields={"Contacts": ["Phone"]})
+    people = [
+        {"Email": "a@example.com", "Last_Name": "A", "Phone": "+15550101"},
+        {"Email": "b@example.com", "Last_Name": "B", "Phone": "+15550102"},
+    ]
+    made = upsert(client, headers, "Contacts", people).get_json()["data"]
+    clash = {"Email": "a@example.com", "Last_Name": "A", "Phone": "+15550102"}
+    response = upsert(client, headers, "Contacts", [clash], duplicate_check_fields=["Email"])
+    [item] = response.get_json()["data"]
+    assert (response.status_code, item["code"], item["details"]["api_name"]) == (
+        400,
+        "DUPLICATE_DATA",
+        "Phone",
+    )
+    assert item["details"]["duplicate_record"]["id"] == made[1]["details"]["id"]
+
+
+def test_system_duplicate_check_fields_count_only_when_named(client, auth):
+    # "If you do not specify system-defined duplicate check fields in the array, the system
+    # will ignore them": a deal keyed by Tandem_Order_Id with a taken Deal_Name is new.
+    deal = {"Deal_Name": "Order #1", "Stage": "Closed Won", "Tandem_Order_Id": "shop:1"}
+    checks = {"duplicate_check_fields": ["Tandem_Order_Id"]}
+    [first] = upsert(client, auth, "Deals", [deal], **checks).get_json()["data"]
+    [second] = upsert(
+        client, auth, "Deals", [{**deal, "Tandem_Order_Id": "shop:2"}], **checks
+    ).get_json()["data"]
+    assert (first["action"], second["action"], second["duplicate_field"]) == (
+        "insert",
+        "insert",
+        None,
+    )
 
 
 def test_trigger_is_recorded_in_the_call_log(client, auth):
@@ -339,6 +428,17 @@ def test_fields_is_required(client, auth):
 def test_nothing_matching_is_204_with_an_empty_body(client, auth):
     response = get(client, auth, "Contacts")
     assert (response.status_code, response.get_data()) == (204, b"")
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_nothing_modified_since_is_204_or_304_by_the_knob(client, auth, clock, status):
+    # status-codes.html documents 304 for If-Modified-Since; which one comes is UNCONFIRMED.
+    seed(client, 1)
+    knobs(client, not_modified_status=status)
+    since = {"If-Modified-Since": datetime.fromtimestamp(clock.now + 5, UTC).isoformat()}
+    response = get(client, auth, "Contacts", headers=since)
+    assert (response.status_code, response.get_data()) == (status, b"")
+    assert get(client, auth, "Contacts").status_code == 200  # without the header: the record
 
 
 def test_page_stops_at_2000_and_page_token_goes_on(client, auth):
@@ -528,6 +628,7 @@ def test_control_input_is_checked(client):
     assert client.post("/_sandbox/orgs", json={"client_id": "x"}).status_code == 400
     assert client.post("/_sandbox/orgs", json={"org_id": ORG, **CLIENT}).status_code == 409
     assert client.post("/_sandbox/knobs", json={"nope": 1}).status_code == 400
+    assert client.post("/_sandbox/knobs", json={"not_modified_status": 200}).status_code == 400
     bad = client.post(
         f"/_sandbox/orgs/{ORG}/records/Contacts", json={"records": [{"Last_Name": "A"}, {}]}
     )
