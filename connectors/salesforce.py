@@ -10,7 +10,7 @@ sales rep created before Tandem was connected.
 
 Facts are from shared/reference/api-crms.md section 2 (sources there), chiefly:
 - https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections.htm
-- https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_upsert.htm
+- https://developer.salesforce.com/docs/platform/api-rest/guide/resources-composite-sobjects-collections-upsert.html
 - https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_query.htm
 - https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_api_usage.htm
 - https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm
@@ -26,8 +26,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from ipaddress import ip_address
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import jwt
 import requests
@@ -64,9 +65,6 @@ ENDPOINTS: Mapping[str, Endpoint] = {
         "/services/data/{version}/sobjects/{sobject}/describe",
         DOCS + "resources_sobject_describe.htm",
     ),
-    "upsert": Endpoint(
-        "/services/data/{version}/sobjects/{sobject}/{field}/{value}", DOCS + "dome_upsert.htm"
-    ),
     "collections": Endpoint(
         "/services/data/{version}/composite/sobjects",
         DOCS + "resources_composite_sobjects_collections.htm",
@@ -102,6 +100,20 @@ INSTANCE_DOMAINS = (
 DEFAULT_SESSION_SECONDS = 2 * 3600 - 300
 JWT_LIFETIME = 180  # "exp ... within 3 minutes" (SF-OAUTH-JWT)
 
+# The JWT's ``aud`` names the authorization server, not the host the assertion is posted to:
+# https://login.salesforce.com for production orgs, https://test.salesforce.com for sandboxes,
+# or an Experience Cloud (community) site URL (SF-OAUTH-JWT). It stays so when the token
+# endpoint is the org's My Domain: restforce/restforce#886 ("use aud as login.salesforce.com
+# else ... invalid_grant: user hasn't approved this consumer"), simple-salesforce#711 and #672
+# (GovCloud and My Domain: post to the My Domain host, aud login/test). Sandboxes are told by
+# their login host the way Salesforce's CLI does it (forcedotcom/sfdx-core
+# src/util/sfdcUrl.ts isSandboxUrl: test.salesforce.com, or "sandbox.my.salesforce.com" for
+# enhanced domains). Orgs whose External Client App wants the My Domain URL as audience
+# (n8n-io/n8n#29016, after Spring '26; UNCONFIRMED against a Salesforce page) or a community
+# set ``jwt_audience`` explicitly.
+PRODUCTION_AUDIENCE = "https://login.salesforce.com"
+SANDBOX_AUDIENCE = "https://test.salesforce.com"
+
 # The values Tandem writes to the consent picklists (mapping.models.ConsentState).
 CONSENT_VALUES = "subscribed, not_subscribed, pending, unsubscribed, redacted, invalid, unknown"
 
@@ -117,6 +129,17 @@ CUSTOM_FIELDS: tuple[tuple[str, str, str, bool], ...] = (
     ("Opportunity", "Tandem_Fulfillment_Status__c", "Text(40)", False),
     ("Opportunity", "Tandem_Refunded_Amount__c", "Currency(16, 2)", False),
 )
+# Only for connections that keep orders as Order + OrderItem (mapping.salesforce ORDER_SCHEMA).
+ORDER_CUSTOM_FIELDS: tuple[tuple[str, str, str, bool], ...] = (
+    ("Product2", "Tandem_Product_Key__c", "Text(255)", True),
+    ("Order", "Tandem_Order_Id__c", "Text(255)", True),
+    ("Order", "Tandem_Order_Number__c", "Text(80)", False),
+    ("Order", "Tandem_Order_Total__c", "Currency(16, 2)", False),
+    ("Order", "Tandem_Financial_Status__c", "Text(40)", False),
+    ("Order", "Tandem_Fulfillment_Status__c", "Text(40)", False),
+    ("Order", "Tandem_Refunded_Amount__c", "Currency(16, 2)", False),
+    ("OrderItem", "Tandem_Line_Item_Id__c", "Text(255)", True),
+)
 
 REQUIRED_SETUP: tuple[str, ...] = (
     *(
@@ -124,10 +147,18 @@ REQUIRED_SETUP: tuple[str, ...] = (
         + (", External ID, Unique (case-insensitive)" if external else "")
         for sobject, name, kind, external in CUSTOM_FIELDS
     ),
+    *(
+        f"{sobject}.{name}: custom field, {kind}"
+        + (", External ID, Unique (case-insensitive)" if external else "")
+        + " (only when orders are kept as Orders)"
+        for sobject, name, kind, external in ORDER_CUSTOM_FIELDS
+    ),
     "A connected app with OAuth scopes 'api' and 'refresh_token, offline_access' (refresh-token "
     "flow), or with a certificate uploaded and the integration user pre-authorized (JWT flow).",
     "The integration user: 'API Enabled'; Read, Create and Edit on Contact and Opportunity; "
-    "Read, Create, Edit and Delete on OpportunityContactRole.",
+    "Read, Create, Edit and Delete on OpportunityContactRole. Orders kept as Orders also need "
+    "Read on Account and Price Books, Read, Create and Edit on Products, Price Book Entries "
+    "and Orders, and Read, Create, Edit and Delete on Order Products.",
     "Field-level security: Edit on every Tandem_* field above and on the standard fields Tandem "
     "writes (Contact name, email, phone, mailing address; Opportunity name, amount, stage, close "
     "date, currency) for the integration user's profile or permission set.",
@@ -138,6 +169,12 @@ REQUIRED_SETUP: tuple[str, ...] = (
 # SF-OBJREF sforce_api_objects_opportunitycontactrole.htm).
 CREATE_ONLY_FIELDS: Mapping[str, frozenset[str]] = {
     "OpportunityContactRole": frozenset({"OpportunityId"}),
+    # An order product stays on its order and entry (sforce_api_objects_orderitem.htm: OrderId
+    # "Create" without "Update"; PricebookEntryId the same, UNCONFIRMED against the page), an
+    # entry in its price book and on its product (sforce_api_objects_pricebookentry.htm:
+    # Pricebook2Id and Product2Id "can't be changed in an update").
+    "OrderItem": frozenset({"OrderId", "PricebookEntryId"}),
+    "PricebookEntry": frozenset({"Pricebook2Id", "Product2Id"}),
 }
 
 # Per-item codes meaning "the record addressed by id is gone" (SF-REST errorcodes.htm).
@@ -259,6 +296,44 @@ SALESFORCE_POLICY = salesforce_policy()
 # --------------------------------------------------------------------------- small helpers
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_login_url(login_url: str, *, allow_loopback: bool) -> str:
+    """``login_url`` without a trailing slash if the refresh token and client secret may go
+    there: https to a host in INSTANCE_DOMAINS (login.salesforce.com, test.salesforce.com,
+    a My Domain), or a loopback host (the sandbox) when the HttpClient allows loopback.
+    Raises ConfigurationError otherwise (the message names the host only, never the URL,
+    which could carry credentials)."""
+    parts = urlsplit(str(login_url or "").strip())
+    host = (parts.hostname or "").lower().rstrip(".")
+    clean = bool(host) and not (parts.username or parts.password or parts.query or parts.fragment)
+    salesforce = parts.scheme == "https" and host.endswith(INSTANCE_DOMAINS)
+    sandbox = allow_loopback and parts.scheme in ("http", "https") and _loopback(host)
+    if not clean or not (salesforce or sandbox):
+        raise ConfigurationError(
+            f"Salesforce login_url must be https on a Salesforce domain ({', '.join(INSTANCE_DOMAINS)}); "
+            f"refusing {parts.scheme or 'no scheme'}://{host or 'no host'}",
+            platform=PLATFORM,
+        )
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def default_jwt_audience(login_url: str) -> str:
+    """The ``aud`` for a JWT posted to ``login_url``: test.salesforce.com for a sandbox login
+    host, else login.salesforce.com (see PRODUCTION_AUDIENCE)."""
+    host = (urlsplit(login_url).hostname or "").lower()
+    if host == "test.salesforce.com" or ".sandbox.my.salesforce.com" in f".{host}":
+        return SANDBOX_AUDIENCE
+    return PRODUCTION_AUDIENCE
+
+
 def soql_literal(value: str) -> str:
     """``value`` as a quoted SOQL string literal (backslash escapes, SOQL reference
     sforce_api_calls_soql_select_quotedstringescapes.htm)."""
@@ -292,6 +367,18 @@ def soql_datetime(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_sf_datetime(value: object) -> datetime:
+    """``2026-05-20T20:49:32.000+0000`` (how the REST API writes datetimes) as a datetime.
+    Raises PermanentError for anything else."""
+    text = str(value or "")
+    for pattern in ("%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z"):
+        try:
+            return datetime.strptime(text.replace("Z", "+0000"), pattern)
+        except ValueError:
+            continue
+    raise PermanentError(f"Salesforce sent a datetime we cannot read: {text!r}", platform=PLATFORM)
 
 
 def _encode(value: Any) -> Any:
@@ -369,15 +456,28 @@ class SalesforceConnector:
         refresh_token: str | None = None,
         jwt_username: str | None = None,
         jwt_private_key: str | None = None,
+        jwt_audience: str | None = None,
         api_version: str = API_VERSION,
         contact_key_field: str = "Tandem_Contact_Key__c",
         session_seconds: float = DEFAULT_SESSION_SECONDS,
         query_batch_size: int = QUERY_BATCH_SIZE,
+        multi_currency: bool | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Raises ConfigurationError unless exactly one auth mode is complete: refresh token
         (client_id, client_secret, refresh_token) or JWT bearer (client_id, jwt_username,
-        jwt_private_key as PEM)."""
+        jwt_private_key as PEM), and ``login_url`` is one credentials may be sent to (see
+        check_login_url).
+
+        ``jwt_audience`` overrides the JWT ``aud`` (default: default_jwt_audience(login_url)).
+        ``multi_currency`` says whether the org has CurrencyIsoCode fields; None finds out
+        with one describe of PricebookEntry the first time price_book_entries needs it."""
+        login = check_login_url(login_url, allow_loopback=http.allow_loopback)
+        if jwt_audience is not None and urlsplit(jwt_audience).scheme not in ("https", "http"):
+            raise ConfigurationError(
+                "Salesforce jwt_audience must be a URL such as https://login.salesforce.com",
+                platform=PLATFORM,
+            )
         if not client_id:
             raise ConfigurationError(
                 "Salesforce needs the connected app's client_id", platform=PLATFORM
@@ -413,7 +513,8 @@ class SalesforceConnector:
                 ) from None
         self._http = http
         self._tokens = tokens
-        self._login_url = login_url.rstrip("/")
+        self._login_url = login
+        self._jwt_audience = (jwt_audience or "").rstrip("/") or default_jwt_audience(login)
         self._client_id = client_id
         self._client_secret = client_secret
         self._refresh_token = refresh_token
@@ -423,7 +524,14 @@ class SalesforceConnector:
         self._key_field = contact_key_field
         self._session_seconds = session_seconds
         self._query_batch_size = query_batch_size
+        self._multi_currency = multi_currency
+        self._standard_price_book: str | None = None
         self._clock = clock
+
+    @property
+    def jwt_audience(self) -> str:
+        """The ``aud`` claim of the JWTs this connector signs."""
+        return self._jwt_audience
 
     # ----------------------------------------------------------------- auth
 
@@ -441,7 +549,7 @@ class SalesforceConnector:
             claims = {
                 "iss": self._client_id,
                 "sub": self._jwt_username,
-                "aud": self._login_url,
+                "aud": self._jwt_audience,
                 "exp": now + JWT_LIFETIME,
             }
             assertion = jwt.encode(claims, self._jwt_private_key, algorithm="RS256")
@@ -456,6 +564,10 @@ class SalesforceConnector:
                 "client_secret": self._client_secret,
                 "refresh_token": rotated or self._refresh_token,
             }
+        # Left idempotent on purpose. Without rotation a refresh can be resent at will. With
+        # rotation a refresh whose answer was lost has already spent the token we hold, and any
+        # resend (inline or by the job's retry) revokes the family; but a 5xx before Salesforce
+        # applied it is safe to resend at once, so inline retries only help.
         response = self._http.request(
             "POST", self._login_url + ENDPOINTS["token"].path, data=form, ok=(400, 401)
         )
@@ -517,10 +629,13 @@ class SalesforceConnector:
         body: Any = None,
         ok: Sequence[int] = (),
         headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
     ) -> requests.Response:
         """One REST call to ``path`` on the instance. A 401 mints a new session once and
         retries once (SF-REST errorcodes.htm INVALID_SESSION_ID); a second 401 raises
-        AuthExpiredError."""
+        AuthExpiredError. ``idempotent=False`` (plain creates) is passed to the HttpClient:
+        a timeout or 5xx then raises RetriableError instead of being resent, since Salesforce
+        may have applied it (a 401 is resent: Salesforce refused it before doing anything)."""
         token = self._tokens.get(self._mint)
         data = json.dumps(body, default=_encode) if body is not None else None
         for attempt in (1, 2):
@@ -537,6 +652,7 @@ class SalesforceConnector:
                     data=data,
                     headers=sent,
                     ok=tuple(ok),
+                    idempotent=idempotent,
                 )
             except AuthExpiredError as exc:
                 if attempt == 2:
@@ -582,15 +698,46 @@ class SalesforceConnector:
     def changed_since(self, sobject: str, since: datetime, fields: Sequence[str]) -> Iterator[dict]:
         """Records whose SystemModstamp is at or after ``since`` (naive means UTC), oldest
         change first, ties by Id. SystemModstamp also moves on system changes, which is what
-        a poll must not miss (SF-REST resources_getupdated.htm)."""
+        a poll must not miss (SF-REST resources_getupdated.htm).
+
+        Paged by keyset on (SystemModstamp, Id), each page a fresh query of at most
+        ``query_batch_size`` rows, so no server-side cursor outlives a page: a consumer may
+        take as long as it likes between pages, or stop and start again from the last record
+        it kept, without a lost or repeated record. Query locators expire (today 2 days after
+        the query, before API v56.0 after 15 minutes idle: SF-LIMITS
+        salesforce_app_limits_platform_apicursors.htm, help article 000384958). A record
+        changed during the read gets a later SystemModstamp and comes again, later: that is a
+        new change, not a repeat. Raises PermanentError if a page does not move past the last.
+        """
         wanted = ["Id", "SystemModstamp"]
         wanted += [soql_name(f) for f in dict.fromkeys(fields) if f not in wanted]
+        limit = max(1, int(self._query_batch_size))
         # Names are checked by soql_name, values are literals we format: no injection.
-        soql = (
-            f"SELECT {', '.join(wanted)} FROM {soql_name(sobject)} "  # noqa: S608
-            f"WHERE SystemModstamp >= {soql_datetime(since)} ORDER BY SystemModstamp, Id"
-        )
-        return self.query(soql)
+        select = f"SELECT {', '.join(wanted)} FROM {soql_name(sobject)} WHERE "  # noqa: S608
+        order = f" ORDER BY SystemModstamp, Id LIMIT {limit}"
+        where = f"SystemModstamp >= {soql_datetime(since)}"
+        last: tuple[str, str] | None = None
+        while True:
+            page = list(self.query(select + where + order))
+            yield from page
+            if len(page) < limit:
+                return
+            stamp = soql_datetime(_parse_sf_datetime(page[-1].get("SystemModstamp")))
+            key = (stamp, str(page[-1].get("Id") or ""))
+            if not key[1] or key == last:
+                raise PermanentError(
+                    f"Salesforce {sobject} keyset read did not advance past {key}",
+                    platform=PLATFORM,
+                )
+            last = key
+            # "Parentheses are required whenever you mix the operators" (SOQL reference
+            # sforce_api_calls_soql_select_logicaloperators.htm). Salesforce ignores
+            # milliseconds when it compares datetimes (salesforce.stackexchange.com q. 234824),
+            # so a literal to the second is exact.
+            where = (
+                f"SystemModstamp > {stamp} OR "
+                f"(SystemModstamp = {stamp} AND Id > {soql_literal(key[1])})"
+            )
 
     def get_objects(self, sobject: str, ids: Sequence[str], fields: Sequence[str]) -> list[dict]:
         """The live records among ``ids`` (deleted or unknown ones come back null: dropped)."""
@@ -732,7 +879,15 @@ class SalesforceConnector:
         inputs: Sequence[tuple[str, Mapping[str, Any]]],
     ) -> list[WriteResult]:
         """Create or update ``sobject`` records keyed by an External ID field; inputs with the
-        same key are merged (later values win), a blank key fails only its input."""
+        same key are merged (later values win), a blank key fails only its input.
+
+        Always through sObject Collections upsert, even for one record: one call either way
+        (SF-LIMITS: every REST request counts once), and one code path. A key that several
+        records carry (an External ID that is not Unique) fails that input alone; the single
+        record upsert says so with a 300 and the matches' URLs (dome_upsert.htm), collections
+        with a per-item error, DUPLICATE_EXTERNAL_ID in SOAP API's StatusCode list (the code
+        inside a collections answer is UNCONFIRMED: the collections page documents per-item
+        errors but shows no multiple-match example); the records are never followed."""
         merged: dict[str, dict[str, Any]] = {}
         for key, fields in inputs:
             value = str(key).strip()
@@ -741,10 +896,6 @@ class SalesforceConnector:
         results: dict[str, WriteResult] = {}
         items = list(merged.items())
         for chunk in _chunks(items, BATCH_SIZE):
-            if len(chunk) == 1:
-                key, fields = chunk[0]
-                results[key] = self._upsert_one(sobject, external_id_field, key, fields)
-                continue
             records = [
                 {"attributes": {"type": sobject}, **fields, external_id_field: key}
                 for key, fields in chunk
@@ -764,28 +915,6 @@ class SalesforceConnector:
             else:
                 out.append(_rekey(results[value], str(key)))
         return out
-
-    def _upsert_one(
-        self, sobject: str, field: str, key: str, fields: Mapping[str, Any]
-    ) -> WriteResult:
-        """One record through ``PATCH /sobjects/{S}/{field}/{value}``. 300 (several records
-        carry the key) is this record's failure: the listed records are never followed."""
-        body = {k: v for k, v in fields.items() if k != field}  # the key is in the URL
-        path = self._path("upsert", sobject=sobject, field=field, value=quote(key, safe=""))
-        response = self._send("PATCH", path, body=body, ok=(300, 400, 404))
-        payload = _json(response)
-        if response.status_code == 300:
-            urls = [str(u) for u in payload or [] if isinstance(u, str)]
-            error = {
-                "errorCode": "MULTIPLE_CHOICES",
-                "message": f"{len(urls)} records have {field} = {key}: " + ", ".join(urls),
-            }
-            return _failure(key, [error])
-        if response.status_code in (400, 404):
-            return _failure(key, payload)
-        if not isinstance(payload, dict):
-            return _failure(key, [{"message": "Salesforce answered the upsert with no result"}])
-        return self._item_result(key, payload)
 
     def update_objects(
         self, sobject: str, inputs: Sequence[tuple[str, Mapping[str, Any]]]
@@ -832,7 +961,11 @@ class SalesforceConnector:
     def link_orders_to_contacts(self, pairs: Sequence[tuple[str, str]]) -> list[WriteResult]:
         """Make each contact a primary OpportunityContactRole of its opportunity. Pairs that
         already have a role are left alone, so a retry creates nothing twice. Results are
-        keyed ``"<opportunity id>-><contact id>"``."""
+        keyed ``"<opportunity id>-><contact id>"``.
+
+        Contact roles have no external id to upsert by, so they are plain creates, never
+        resent by the HttpClient: a timeout or 5xx raises RetriableError (the roles may exist
+        now), and the job's retry calls this again, which finds them first."""
         distinct = list(dict.fromkeys((str(o), str(c)) for o, c in pairs))
         existing: dict[tuple[str, str], str] = {}
         opportunities = list(dict.fromkeys(o for o, _ in distinct))
@@ -864,20 +997,170 @@ class SalesforceConnector:
                 }
                 for opp, contact in chunk
             ]
-            items = self._collection("POST", self._path("collections"), records)
+            items = self._collection("POST", self._path("collections"), records, idempotent=False)
             for pair, item in zip(chunk, items, strict=True):
                 result = self._item_result(_pair_key(*pair), item)
                 results[pair] = _rekey(result, result.key, created=True if result.ok else None)
         return [results[(str(o), str(c))] for o, c in pairs]
 
+    # ----------------------------------------------------------------- price books
+
+    def standard_price_book(self) -> str:
+        """The Id of the org's standard price book (every org has exactly one, and the API
+        cannot create it: SF-OBJREF sforce_api_objects_pricebook2.htm), read once per
+        connector. Raises ConfigurationError when the integration user cannot see it."""
+        if self._standard_price_book is None:
+            soql = "SELECT Id FROM Pricebook2 WHERE IsStandard = true"
+            found = [str(r["Id"]) for r in self.query(soql) if r.get("Id")]
+            if not found:
+                raise ConfigurationError(
+                    "Salesforce: the integration user cannot read the standard price book; "
+                    "grant Read on Price Books (Pricebook2)",
+                    platform=PLATFORM,
+                )
+            self._standard_price_book = found[0]
+        return self._standard_price_book
+
+    def multi_currency(self) -> bool:
+        """Whether the org has multiple currencies turned on. CurrencyIsoCode exists on
+        PricebookEntry (and every currency-bearing object) only then (SF-OBJREF
+        sforce_api_objects_pricebookentry.htm: "Available only for organizations with the
+        multicurrency feature enabled"), so one describe of PricebookEntry tells, unless the
+        constructor was told already."""
+        if self._multi_currency is None:
+            response = self._send("GET", self._path("describe", sobject="PricebookEntry"))
+            names = {
+                str(f.get("name"))
+                for f in (_json(response) or {}).get("fields") or []
+                if isinstance(f, dict)
+            }
+            self._multi_currency = "CurrencyIsoCode" in names
+        return self._multi_currency
+
+    def price_book_entries(
+        self,
+        pricebook_id: str,
+        wanted: Sequence[tuple[str, str, Decimal | float]],
+    ) -> dict[tuple[str, str], WriteResult]:
+        """For each ``(Product2 id, currency, unit price)`` the PricebookEntry of that product
+        and currency in ``pricebook_id``, keyed ``(product id, currency)`` as given: found
+        (``created=False``), or created active with that UnitPrice (``created=True``).
+
+        Idempotent: existing entries are queried first, only the missing ones are created
+        (plain creates, never resent: a lost answer raises RetriableError and the retry finds
+        what was made), and a DUPLICATE_VALUE answer (someone created it meanwhile: one entry
+        per product, price book and currency) is answered by querying again. An entry found
+        inactive is reactivated (an order product needs an active entry); an existing
+        entry's UnitPrice is left alone (order products carry their own). In a single-currency
+        org the currency is not a field: every product has one entry per price book, in the
+        org's currency, and the ``currency`` given only names the result. A custom price book
+        needs the product's standard price first (STANDARD_PRICE_NOT_DEFINED, failed per
+        item). Raises what the other calls raise."""
+        multi = self.multi_currency()
+
+        def slot(product: str, currency: str) -> tuple[str, str]:
+            return (_id15(product), str(currency).upper() if multi else "")
+
+        requested: dict[tuple[str, str], tuple[str, str, Decimal]] = {}
+        for product, currency, price in wanted:
+            amount = price if isinstance(price, Decimal) else Decimal(str(price))
+            requested.setdefault(slot(product, currency), (str(product), str(currency), amount))
+        found = self._entries(pricebook_id, [p for p, _, _ in requested.values()], multi)
+        inactive = [
+            (entry_id, {"IsActive": True}) for entry_id, active in found.values() if not active
+        ]
+        reactivated = {r.key: r for r in self.update_objects("PricebookEntry", inactive)}
+        results: dict[tuple[str, str], WriteResult] = {}
+        missing: list[tuple[str, str]] = []
+        for key, (product, currency, _) in requested.items():
+            if key in found:
+                entry_id = found[key][0]
+                result = reactivated.get(entry_id)
+                results[key] = (
+                    _rekey(result, _entry_key(product, currency), created=False)
+                    if result is not None and not result.ok
+                    else WriteResult(
+                        key=_entry_key(product, currency), ok=True, id=entry_id, created=False
+                    )
+                )
+            else:
+                missing.append(key)
+        raced: list[tuple[str, str]] = []
+        for chunk in _chunks(missing, BATCH_SIZE):
+            records = []
+            for key in chunk:
+                product, currency, price = requested[key]
+                record: dict[str, Any] = {
+                    "attributes": {"type": "PricebookEntry"},
+                    "Pricebook2Id": pricebook_id,
+                    "Product2Id": product,
+                    "UnitPrice": price,
+                    "IsActive": True,
+                }
+                if multi:
+                    record["CurrencyIsoCode"] = currency.upper()
+                records.append(record)
+            items = self._collection("POST", self._path("collections"), records, idempotent=False)
+            for key, item in zip(chunk, items, strict=True):
+                product, currency, _ = requested[key]
+                result = self._item_result(_entry_key(product, currency), item)
+                codes = {_code(e) for e in _error_entries(item.get("errors"))}
+                if not result.ok and "DUPLICATE_VALUE" in codes:
+                    raced.append(key)
+                    continue
+                results[key] = _rekey(result, result.key, created=True if result.ok else None)
+        if raced:
+            again = self._entries(pricebook_id, [requested[k][0] for k in raced], multi)
+            for key in raced:
+                product, currency, _ = requested[key]
+                if key in again:
+                    results[key] = WriteResult(
+                        key=_entry_key(product, currency), ok=True, id=again[key][0], created=False
+                    )
+                else:
+                    error = {
+                        "errorCode": "DUPLICATE_VALUE",
+                        "message": "entry exists but cannot be read",
+                    }
+                    results[key] = _failure(_entry_key(product, currency), [error])
+        return {
+            (str(product), str(currency)): results[slot(product, currency)]
+            for product, currency, _ in wanted
+        }
+
+    def _entries(
+        self, pricebook_id: str, products: Sequence[str], multi: bool
+    ) -> dict[tuple[str, str], tuple[str, bool]]:
+        """(product id 15, currency or "") -> (entry id, active) of ``pricebook_id``."""
+        fields = "Id, Product2Id, IsActive" + (", CurrencyIsoCode" if multi else "")
+        out: dict[tuple[str, str], tuple[str, bool]] = {}
+        for chunk in _chunks(list(dict.fromkeys(products)), SOQL_IN_CHUNK):
+            soql = (
+                f"SELECT {fields} FROM PricebookEntry WHERE Pricebook2Id = "  # noqa: S608
+                f"{soql_literal(pricebook_id)} AND Product2Id IN "
+                f"({', '.join(soql_literal(p) for p in chunk)})"
+            )
+            for entry in self.query(soql):
+                currency = str(entry.get("CurrencyIsoCode") or "").upper() if multi else ""
+                key = (_id15(entry.get("Product2Id")), currency)
+                out.setdefault(key, (str(entry.get("Id")), bool(entry.get("IsActive"))))
+        return out
+
     # ----------------------------------------------------------------- collection machinery
 
-    def _collection(self, method: str, path: str, records: list[dict]) -> list[dict]:
+    def _collection(
+        self, method: str, path: str, records: list[dict], *, idempotent: bool = True
+    ) -> list[dict]:
         """One sObject Collections call with ``allOrNone: false``; its per-item results, one
         per record in order. A whole call refused for a value Salesforce cannot deserialize is
-        split in halves until only the bad records fail."""
+        split in halves until only the bad records fail (a 400 applied nothing, so the halves
+        may be sent even for creates). ``idempotent=False`` for plain creates (see _send)."""
         response = self._send(
-            method, path, body={"allOrNone": False, "records": records}, ok=(400,)
+            method,
+            path,
+            body={"allOrNone": False, "records": records},
+            ok=(400,),
+            idempotent=idempotent,
         )
         payload = _json(response)
         if response.status_code == 400:
@@ -892,9 +1175,9 @@ class SalesforceConnector:
             if len(records) == 1:
                 return [{"success": False, "errors": _error_entries(payload)}]
             middle = len(records) // 2
-            return self._collection(method, path, records[:middle]) + self._collection(
-                method, path, records[middle:]
-            )
+            return self._collection(
+                method, path, records[:middle], idempotent=idempotent
+            ) + self._collection(method, path, records[middle:], idempotent=idempotent)
         items = [i if isinstance(i, dict) else {} for i in payload or []]
         if len(items) != len(records):
             raise PermanentError(
@@ -918,6 +1201,10 @@ class SalesforceConnector:
         return _failure(key, errors, not_found=_gone(errors))
 
 
+def _entry_key(product_id: str, currency: str) -> str:
+    return f"{product_id}/{currency}"
+
+
 def _pair_key(opportunity_id: str, contact_id: str) -> str:
     return f"{opportunity_id}->{contact_id}"
 
@@ -928,7 +1215,7 @@ def _id15(record_id: object) -> str:
 
 
 def _setup_hint(sobject: str, name: str) -> str:
-    for owner, field, kind, external in CUSTOM_FIELDS:
+    for owner, field, kind, external in (*CUSTOM_FIELDS, *ORDER_CUSTOM_FIELDS):
         if (owner, field) == (sobject, name):
             return f"custom field, {kind}" + (", External ID, Unique" if external else "")
     return "a standard field: check the integration user's field-level security"

@@ -5,9 +5,14 @@ control endpoints under ``/_sandbox/``.
 HTTP facts (shared/reference/api-crms.md section 2, sources there):
 - token endpoint, form-encoded, ``grant_type=refresh_token`` (client_id, client_secret,
   refresh_token) or ``urn:ietf:params:oauth:grant-type:jwt-bearer`` (``assertion``: RS256 JWT,
-  iss = consumer key, sub = username, aud = the login URL, exp within a few minutes); answer
-  ``{access_token, instance_url, id, token_type, issued_at, signature, scope}``, no expires_in,
-  no refresh token for JWT (SF-OAUTH-WS, SF-OAUTH-JWT). Errors are ``{error,
+  iss = consumer key, sub = username, aud = https://login.salesforce.com for a production org,
+  https://test.salesforce.com for a sandbox (org option ``sandbox``), or the org's
+  ``jwt_audience`` (a community URL), never merely the host posted to; exp within a few
+  minutes); answer ``{access_token, instance_url, id, token_type, issued_at, signature,
+  scope}``, no expires_in, no refresh token for JWT (SF-OAUTH-WS, SF-OAUTH-JWT). With the org
+  option ``rotate_refresh_tokens`` a refresh also answers a new ``refresh_token`` and the one
+  sent stops working; sending a spent one again revokes the family (its current refresh token
+  and every session): help article 005316711. Errors are ``{error,
   error_description}`` with status 400; the descriptions are Salesforce's usual ones
   ("expired access/refresh token", "invalid client credentials"), UNCONFIRMED word for word.
   Salesforce wants ``exp`` no more than about three minutes out; the simulator allows five.
@@ -94,7 +99,9 @@ class Knobs:
     """Fault and behaviour switches, set through ``POST /_sandbox/knobs``."""
 
     # One-shot answers for the next matching REST calls: {"status", "error_code"?, "message"?,
-    # "path_contains"?, "method"?, "times"? (default 1)}.
+    # "path_contains"?, "method"?, "times"? (default 1), "applied"? (default false)}. With
+    # "applied": true the call is carried out first and its answer replaced by the error: a
+    # response lost after Salesforce did the work, as a timeout or a 5xx from a proxy is.
     inject: list[dict] = field(default_factory=list)
     error_5xx_rate: float = 0.0
     error_5xx_status: int = 503
@@ -102,6 +109,9 @@ class Knobs:
     fault_values: list[str] = field(default_factory=list)  # values refused by a validation rule
     collection_error_key: str = "statusCode"  # or "errorCode" (UNCONFIRMED which one)
     per_app_usage: bool = False  # add "per-app-api-usage=..." to Sforce-Limit-Info
+    # Expire query locators idle this long (900 = before API v56.0); None: 2 days after the
+    # query only (org.CURSOR_LIFETIME_SECONDS).
+    cursor_idle_seconds: float | None = None
 
 
 class Simulator:
@@ -203,8 +213,8 @@ class Simulator:
             body = [{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}]
             return sf_response(body, 404, self.limit_header(org, now))
         injected = self._injected()
-        if injected is not None:
-            status, body = injected
+        if injected is not None and not injected[2]:
+            status, body, _ = injected
             return sf_response(body, status, self.limit_header(org, now))
         if org.used(now) >= org.daily_limit:
             return sf_response(LIMIT_EXCEEDED, 403, self.limit_header(org, now))
@@ -213,9 +223,11 @@ class Simulator:
             body, status = view(org, version, **kwargs)
         except ApiError as exc:
             body, status = exc.errors, exc.status
+        if injected is not None:  # applied, then the answer is lost
+            status, body, _ = injected
         return sf_response(body, status, self.limit_header(org, now))
 
-    def _injected(self) -> tuple[int, list] | None:
+    def _injected(self) -> tuple[int, list, bool] | None:
         for entry in list(self.knobs.inject):
             if entry.get("path_contains", "") not in request.path:
                 continue
@@ -233,11 +245,13 @@ class Simulator:
                 "INVALID_SESSION_ID": "Session expired or invalid",
                 "REQUEST_LIMIT_EXCEEDED": "TotalRequests Limit exceeded.",
             }.get(code, "An unexpected error occurred.")
-            return status, [{"message": message, "errorCode": code}]
+            return status, [{"message": message, "errorCode": code}], bool(entry.get("applied"))
         if self.knobs.error_5xx_rate and self.rng.random() < self.knobs.error_5xx_rate:
-            return self.knobs.error_5xx_status, [
-                {"message": "An unexpected error occurred.", "errorCode": "UNKNOWN_EXCEPTION"}
-            ]
+            return (
+                self.knobs.error_5xx_status,
+                [{"message": "An unexpected error occurred.", "errorCode": "UNKNOWN_EXCEPTION"}],
+                False,
+            )
         return None
 
     # ------------------------------------------------------------------ OAuth
@@ -257,9 +271,19 @@ class Simulator:
                 return None, _oauth_error("invalid_client_id", "client identifier invalid")
             if not hmac.compare_digest(form.get("client_secret", ""), org.client_secret):
                 return org, _oauth_error("invalid_client", "invalid client credentials")
-            if not hmac.compare_digest(form.get("refresh_token", ""), org.refresh_token):
+            presented = form.get("refresh_token", "")
+            if presented in org.spent_refresh_tokens:
+                # A spent token came back: someone holds a copy. Revoke the family.
+                org.refresh_revoked = True
+                org.generation += 1
                 return org, _oauth_error("invalid_grant", "expired access/refresh token")
-            return org, self._issue(org, scope="api refresh_token")
+            if org.refresh_revoked or not hmac.compare_digest(presented, org.refresh_token):
+                return org, _oauth_error("invalid_grant", "expired access/refresh token")
+            rotated = None
+            if org.rotate_refresh_tokens:
+                org.spent_refresh_tokens.add(org.refresh_token)
+                rotated = org.refresh_token = self._token_text(org, "5Aep")
+            return org, self._issue(org, scope="api refresh_token", refresh_token=rotated)
         if grant == JWT_GRANT:
             return self._jwt_grant(form.get("assertion", ""))
         return None, _oauth_error("unsupported_grant_type", "grant type not supported")
@@ -274,13 +298,16 @@ class Simulator:
             return None, _oauth_error("invalid_client_id", "client identifier invalid")
         if not org.jwt_public_key_pem:
             return org, _oauth_error("invalid_grant", "invalid assertion")
-        audiences = (request.host_url.rstrip("/"), *STANDARD_AUDIENCES)
+        # The org's own login server (production or sandbox), or the audience it was set up
+        # with; never the host the assertion was posted to (SF-OAUTH-JWT; restforce#886).
+        standard = STANDARD_AUDIENCES[1] if org.sandbox else STANDARD_AUDIENCES[0]
+        audiences = [standard, *([org.jwt_audience] if org.jwt_audience else [])]
         try:
             verified = jwt.decode(
                 assertion,
                 key=_public_key(org.jwt_public_key_pem),
                 algorithms=["RS256"],
-                audience=list(audiences),
+                audience=audiences,
                 # exp is checked against the simulator's clock below, not the machine's.
                 options={"verify_exp": False, "require": ["iss", "sub", "aud", "exp"]},
             )
@@ -296,12 +323,15 @@ class Simulator:
             return org, _oauth_error("invalid_grant", "user hasn't approved this consumer")
         return org, self._issue(org, scope="api")
 
-    def _issue(self, org: Org, *, scope: str) -> Response:
-        now = self.clock()
-        token = f"{org.org_id[:15]}!AQ" + "".join(
+    def _token_text(self, org: Org, prefix: str) -> str:
+        return f"{prefix}{org.org_id[:15]}!AQ" + "".join(
             self.rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._")
             for _ in range(96)
         )
+
+    def _issue(self, org: Org, *, scope: str, refresh_token: str | None = None) -> Response:
+        now = self.clock()
+        token = self._token_text(org, "")
         self.sessions[token] = Session(org.org_id, now, now, org.generation)
         base = request.host_url.rstrip("/")
         identity = f"{base}/id/{org.org_id}/{org.integration_user}"
@@ -319,6 +349,8 @@ class Simulator:
             "signature": base64.b64encode(digest).decode(),
             "scope": scope,
         }
+        if refresh_token is not None:
+            body["refresh_token"] = refresh_token  # rotation: the one just sent is spent
         return sf_response(body, 200)
 
 
@@ -470,6 +502,9 @@ def _control(sim: Simulator) -> Blueprint:
             "daily_limit": org.daily_limit,
             "multi_currency": org.multi_currency,
             "currencies": list(org.currencies),
+            "sandbox": org.sandbox,
+            "jwt_audience": org.jwt_audience,
+            "rotate_refresh_tokens": org.rotate_refresh_tokens,
             "integration_user_id": org.integration_user,
             "rep_user_id": org.rep_user,
         }
@@ -524,6 +559,9 @@ def _control(sim: Simulator) -> Blueprint:
                 multi_currency=multi_currency,
                 currencies=tuple(currencies),
                 instance_url=text(data, "instance_url"),
+                sandbox=flag(data, "sandbox", False),
+                jwt_audience=text(data, "jwt_audience"),
+                rotate_refresh_tokens=flag(data, "rotate_refresh_tokens", False),
                 created_at=sim.clock(),
             )
             sim.orgs[org_id] = org
@@ -534,7 +572,7 @@ def _control(sim: Simulator) -> Blueprint:
     def update_org(org_id: str) -> Response:
         data = body()
         allowed = {"daily_limit", "used", "session_seconds", "refresh_token", "client_secret",
-                   "instance_url"}  # fmt: skip
+                   "instance_url", "rotate_refresh_tokens"}  # fmt: skip
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise _Bad(f"cannot change {', '.join(unknown)}")
@@ -549,6 +587,11 @@ def _control(sim: Simulator) -> Blueprint:
             for key in ("refresh_token", "client_secret", "instance_url"):
                 if key in data:
                     setattr(org, key, text(data, key, required=True))
+            if "refresh_token" in data:  # the merchant reconnected: a new family
+                org.refresh_revoked = False
+                org.spent_refresh_tokens.clear()
+            if "rotate_refresh_tokens" in data:
+                org.rotate_refresh_tokens = flag(data, "rotate_refresh_tokens", False)
             return sf_response(org_json(org))
 
     @bp.get("/orgs/<org_id>/usage")
@@ -578,7 +621,9 @@ def _control(sim: Simulator) -> Blueprint:
     @bp.get("/orgs/<org_id>/summary")
     def summary(org_id: str) -> Response:
         """CRM-neutral contacts and orders. Orders are the Order records when the org has any
-        (``amount`` the TotalAmount, ``line_items`` the number of live OrderItems,
+        (``amount`` the store's total Tandem keeps in Tandem_Order_Total__c, or the TotalAmount
+        when that is empty; ``total_amount`` the TotalAmount, Salesforce's sum of the order
+        products, which leaves out shipping and tax; ``line_items`` the number of live OrderItems,
         ``contact_ids`` the order's BillToContactId, ShipToContactId and
         CustomerAuthorizedById, in that order, without repeats), else the Opportunities
         (``amount`` the Amount, ``line_items`` null, ``contact_ids`` the contact roles');
@@ -624,11 +669,15 @@ def _control(sim: Simulator) -> Blueprint:
         for r in org.live("Order"):
             contacts = ("BillToContactId", "ShipToContactId", "CustomerAuthorizedById")
             ids = [r.values[name] for name in contacts if r.values.get(name)]
+            store_total = r.values.get("Tandem_Order_Total__c")
             rows.append(
                 {
                     "id": r.id,
                     "external_id": r.values.get("Tandem_Order_Id__c"),
-                    "amount": format(r.values["TotalAmount"], "f"),
+                    "amount": format(
+                        r.values["TotalAmount"] if store_total is None else store_total, "f"
+                    ),
+                    "total_amount": format(r.values["TotalAmount"], "f"),
                     "currency": r.values.get("CurrencyIsoCode") or org.currencies[0],
                     "contact_ids": list(dict.fromkeys(ids)),
                     "line_items": len(org.order_items(r.id)),
@@ -721,6 +770,9 @@ def _control(sim: Simulator) -> Blueprint:
             raise _Bad("inject must be a list of objects with an integer status")
         if not isinstance(data.get("fault_values", []), list):
             raise _Bad("fault_values must be a list")
+        idle = data.get("cursor_idle_seconds")
+        if idle is not None and (isinstance(idle, bool) or not isinstance(idle, int | float)):
+            raise _Bad("cursor_idle_seconds must be a number or null")
         with sim.lock:
             for name, value in data.items():
                 if name == "seed":

@@ -60,7 +60,12 @@ from sandbox.salesforce.schema import (
 )
 
 DAY_SECONDS = 86_400
-CURSOR_IDLE_SECONDS = 15 * 60  # query locators expire when idle ~15 min (UNCONFIRMED)
+# Query locators and their results "are available for 2 days" after the query, with no limit
+# on how many are open; before API v56.0 a user had 10 and one expired after 15 minutes idle,
+# and the change applies to every API version (SF-LIMITS
+# salesforce_app_limits_platform_apicursors.htm; help article 000384958). The old idle expiry
+# stays as a knob (``cursor_idle_seconds``: 900) for tests of slow readers.
+CURSOR_LIFETIME_SECONDS = 2 * 86_400
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SYSTEM_NAMES = frozenset(
     {"Id", "IsDeleted", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById",
@@ -112,6 +117,7 @@ class Cursor:
     rows: list[dict]
     last_used: float
     batch: int
+    created: float = 0.0
 
 
 @dataclass
@@ -130,6 +136,17 @@ class Org:
     multi_currency: bool = True
     currencies: tuple[str, ...] = DEFAULT_CURRENCIES
     instance_url: str | None = None  # override the token response's instance_url
+    # A sandbox org accepts JWTs for https://test.salesforce.com, a production org for
+    # https://login.salesforce.com; ``jwt_audience`` adds one more (a community URL, or the
+    # simulator's own URL for a test that wants it) (SF-OAUTH-JWT).
+    sandbox: bool = False
+    jwt_audience: str | None = None
+    # Refresh token rotation: each refresh answers a new refresh token and spends the old;
+    # reusing a spent one revokes the current refresh token and every access token of the
+    # family (help article 005316711 "Force one-time-use Refresh Tokens"; SF-OAUTH-WS).
+    rotate_refresh_tokens: bool = False
+    spent_refresh_tokens: set = field(default_factory=set)
+    refresh_revoked: bool = False
     records: dict[str, dict[str, Record]] = field(default_factory=dict)
     serial: int = 0
     generation: int = 0

@@ -13,7 +13,8 @@ Facts (shared/reference/api-crms.md section 2.2-2.5, sources there):
   ``collection_error_key`` knob switches it;
 - query: ``{totalSize, done, nextRecordsUrl?, records}``, batches of 2,000 by default,
   ``Sforce-Query-Options: batchSize=N`` (200..2,000; out-of-range values are clamped here,
-  UNCONFIRMED), ``nextRecordsUrl`` ``/services/data/vXX.X/query/01g...-2000``; ``query`` leaves
+  UNCONFIRMED), ``nextRecordsUrl`` ``/services/data/vXX.X/query/01g...-2000`` (a locator lives 2 days
+  after the query, see org.CURSOR_LIFETIME_SECONDS, then INVALID_QUERY_LOCATOR); ``query`` leaves
   deleted rows out, ``queryAll`` keeps them (SF-REST resources_query.htm, resources_queryall.htm).
 """
 
@@ -25,7 +26,14 @@ from typing import TYPE_CHECKING, Any
 from flask import request
 
 from sandbox.salesforce import soql
-from sandbox.salesforce.org import CURSOR_IDLE_SECONDS, ApiError, Cursor, Org, Record, RecordError
+from sandbox.salesforce.org import (
+    CURSOR_LIFETIME_SECONDS,
+    ApiError,
+    Cursor,
+    Org,
+    Record,
+    RecordError,
+)
 from sandbox.salesforce.schema import SObjectSpec, make_id, to_18
 
 if TYPE_CHECKING:
@@ -455,14 +463,19 @@ class Rest:
             return {"totalSize": len(rendered), "done": True, "records": rendered}, 200
         self.sim.cursor_serial += 1
         locator = make_id("01g", self.sim.cursor_serial)[:15] + "AAA"
-        org.cursors[locator] = Cursor(rows=rendered, last_used=self.now(), batch=batch)
+        now = self.now()
+        org.cursors[locator] = Cursor(rows=rendered, last_used=now, batch=batch, created=now)
         return self.page(version, locator, org.cursors[locator], 0), 200
 
     def query_more(self, org: Org, version: str, locator: str) -> tuple[Any, int]:
         cursor_id, _, offset_text = locator.rpartition("-")
         cursor = org.cursors.get(cursor_id)
         now = self.now()
-        if cursor is not None and now - cursor.last_used > CURSOR_IDLE_SECONDS:
+        idle = self.sim.knobs.cursor_idle_seconds
+        if cursor is not None and (
+            now - cursor.created > CURSOR_LIFETIME_SECONDS
+            or (idle is not None and now - cursor.last_used > idle)
+        ):
             del org.cursors[cursor_id]
             cursor = None
         if cursor is None or not offset_text.isdigit():

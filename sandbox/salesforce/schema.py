@@ -130,7 +130,9 @@ OPPORTUNITY_CUSTOM = (
     _custom("Tandem_Fulfillment_Status__c", "string", 40),
     _custom("Tandem_Refunded_Amount__c", "currency"),
 )
-ORDER_CUSTOM = OPPORTUNITY_CUSTOM  # an Order carries the same Tandem order fields
+# An Order carries the same Tandem order fields, and the store's total beside TotalAmount
+# (the sum of the order products, which leaves out shipping and tax: mapping.salesforce).
+ORDER_CUSTOM = (*OPPORTUNITY_CUSTOM, _custom("Tandem_Order_Total__c", "currency"))
 ORDER_ITEM_CUSTOM = (
     _custom("Tandem_Line_Item_Id__c", "string", 255, external_id=True, unique=True),
 )

@@ -1,7 +1,15 @@
 """The small SOQL subset the simulator understands: enough for what Tandem's connector sends.
 
-    SELECT f1, f2 FROM S [WHERE cond (AND cond)*] [ORDER BY f [ASC|DESC] [, ...]] [LIMIT n]
+    SELECT f1, f2 FROM S [WHERE expr] [ORDER BY f [ASC|DESC] [, ...]] [LIMIT n]
+    expr := term (AND term)*  |  term (OR term)*
+    term := cond  |  ( expr )
     cond := F (= | != | < | <= | > | >=) literal  |  F IN (literal, ...)
+
+AND and OR may be mixed only with parentheses, as in SOQL ("Parentheses are required whenever
+you mix the operators", SOQL reference sforce_api_calls_soql_select_logicaloperators.htm):
+``a AND b OR c`` is MALFORMED_QUERY. The connector's keyset page is
+``SystemModstamp > t OR (SystemModstamp = t AND Id > 'id')``. NOT, LIKE, functions and
+relationship fields are outside the subset: MALFORMED_QUERY.
 
 Literals: 'quoted strings' with SOQL's backslash escapes, unquoted datetimes
 (``2026-01-01T00:00:00Z``), dates, numbers, true/false/null. Anything else is
@@ -37,7 +45,7 @@ _TOKEN = re.compile(
 _ESCAPES = {"n": "\n", "N": "\n", "r": "\r", "R": "\r", "t": "\t", "T": "\t", "b": "\b",
             "B": "\b", "f": "\f", "F": "\f", '"': '"', "'": "'", "\\": "\\"}  # fmt: skip
 _KEYWORDS = frozenset(
-    {"select", "from", "where", "and", "order", "by", "limit", "in", "asc", "desc"}
+    {"select", "from", "where", "and", "or", "not", "order", "by", "limit", "in", "asc", "desc"}
 )
 
 
@@ -62,10 +70,16 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class Junction:
+    op: str  # "and" | "or"
+    terms: tuple[Condition | Junction, ...]
+
+
+@dataclass(frozen=True)
 class Query:
     sobject: SObjectSpec
     fields: tuple[FieldSpec, ...]
-    where: tuple[Condition, ...]
+    where: Condition | Junction | None
     order: tuple[tuple[FieldSpec, bool], ...]  # (field, descending)
     limit: int | None
 
@@ -152,11 +166,7 @@ class _Parser:
         if spec is None:
             raise QueryError("INVALID_TYPE", f"sObject type '{object_name}' is not supported.")
         fields = tuple(self.field(spec, n) for n in names)
-        where: list[Condition] = []
-        if self.keyword("where"):
-            where.append(self.condition(spec))
-            while self.keyword("and"):
-                where.append(self.condition(spec))
+        where = self.expression(spec) if self.keyword("where") else None
         order: list[tuple[FieldSpec, bool]] = []
         if self.keyword("order"):
             self.expect("by")
@@ -177,7 +187,7 @@ class _Parser:
             limit = int(token.text)
         if self.peek() is not None:
             raise QueryError("MALFORMED_QUERY", f"unexpected token: {self.peek().text}")
-        return Query(spec, fields, tuple(where), tuple(order), limit)
+        return Query(spec, fields, where, tuple(order), limit)
 
     def field(self, spec: SObjectSpec, name: str) -> FieldSpec:
         field = spec.field(name)
@@ -188,6 +198,34 @@ class _Parser:
                 "custom field, be sure to append the '__c' after the custom field name.",
             )
         return field
+
+    def expression(self, spec: SObjectSpec) -> Condition | Junction:
+        terms = [self.term(spec)]
+        op = None
+        while (
+            (token := self.peek()) and token.kind == "word" and token.text.lower() in ("and", "or")
+        ):
+            word = token.text.lower()
+            if op is not None and word != op:
+                raise QueryError(
+                    "MALFORMED_QUERY",
+                    f"unexpected token: {token.text} (mix AND and OR only with parentheses)",
+                )
+            op = word
+            self.take()
+            terms.append(self.term(spec))
+        return terms[0] if op is None else Junction(op, tuple(terms))
+
+    def term(self, spec: SObjectSpec) -> Condition | Junction:
+        token = self.peek()
+        if token is not None and token.text == "(":
+            self.take()
+            inner = self.expression(spec)
+            closing = self.take()
+            if closing.text != ")":
+                raise QueryError("MALFORMED_QUERY", f"expecting ')', found {closing.text}")
+            return inner
+        return self.condition(spec)
 
     def condition(self, spec: SObjectSpec) -> Condition:
         field = self.field(spec, self.name())
@@ -291,9 +329,16 @@ def _matches(condition: Condition, value: Any) -> bool:
 def run(query: Query, rows: Sequence[Any], value: Callable[[Any, str], Any]) -> list[Any]:
     """The rows that satisfy ``query`` in its order, cut at its LIMIT; ``rows`` come in Id
     order, so ties keep it. ``value(row, field_name)`` reads a row's stored value."""
-    chosen = [
-        row for row in rows if all(_matches(c, value(row, c.field.name)) for c in query.where)
-    ]
+
+    def holds(where: Condition | Junction | None, row: Any) -> bool:
+        if where is None:
+            return True
+        if isinstance(where, Condition):
+            return _matches(where, value(row, where.field.name))
+        results = (holds(term, row) for term in where.terms)
+        return all(results) if where.op == "and" else any(results)
+
+    chosen = [row for row in rows if holds(query.where, row)]
     # Stable sorts from the last key to the first; nulls first ascending, as SOQL sorts them.
     for field, descending in reversed(query.order):
         chosen.sort(

@@ -21,6 +21,7 @@ from connectors.errors import (
     ConfigurationError,
     PermanentError,
     RateLimitedError,
+    RetriableError,
 )
 from connectors.http import HttpClient
 from connectors.salesforce import (
@@ -542,9 +543,10 @@ def test_upsert_objects_by_order_id_keeps_amounts_exact(sf, sim):
         "shop:1": "1234567.89",
         "shop:2": "19.99",
     }
-    assert sim.calls(
-        "/sobjects/Opportunity/Tandem_Order_Id__c/shop:1"
-    )  # one record: the single upsert
+    # One record goes through collections too: one call either way, and one code path.
+    writes = sim.calls("/composite/sobjects/Opportunity/Tandem_Order_Id__c")
+    assert [len(c["records"]) for c in writes] == [2, 1]
+    assert sim.calls("/sobjects/Opportunity/Tandem_Order_Id__c/") == []
 
 
 def test_several_records_with_one_key_fail_that_input_without_following(sim, sleeps, clock):
@@ -559,9 +561,9 @@ def test_several_records_with_one_key_fail_that_input_without_following(sim, sle
         )
     [result] = sf.upsert_objects("Opportunity", "Tandem_Order_Id__c", [order(7)])
     assert not result.ok
-    assert "MULTIPLE_CHOICES" in result.error and "2 records" in result.error
+    assert result.error.startswith("DUPLICATE_EXTERNAL_ID")
     assert len(sim.live("Opportunity")) == 2
-    assert [c["status"] for c in sim.calls("/services/data/")] == [300]
+    assert [c["status"] for c in sim.calls("/services/data/")] == [200]  # a per-item error
 
 
 def test_linking_orders_to_contacts_is_idempotent(sf, sim):
@@ -605,9 +607,11 @@ def test_changed_since_reads_every_batch_exactly_once(sim, org, sleeps, clock):
     assert len(seen) == len(set(seen)) == 451
     assert set(seen) == {r.id for r in made} | {old[0].id}
     queries = sim.calls("/query")
-    assert len(queries) == 3  # batches of 200, 200, 51
+    assert len(queries) == 3  # pages of 200, 200, 51, each a fresh query
+    assert [c["path"] for c in queries] == ["/services/data/v66.0/query"] * 3  # no cursor
     assert "SystemModstamp+%3E%3D+" in queries[0]["query"]
-    assert "ORDER+BY+SystemModstamp%2C+Id" in queries[0]["query"]
+    assert all("ORDER+BY+SystemModstamp%2C+Id+LIMIT+200" in q["query"] for q in queries)
+    assert "+OR+%28SystemModstamp+%3D+" in queries[1]["query"]
 
 
 def test_a_repeated_next_records_url_is_a_loop(sf, sim, monkeypatch):
@@ -620,7 +624,7 @@ def test_a_repeated_next_records_url_is_a_loop(sf, sim, monkeypatch):
     monkeypatch.setattr(sf, "_send", lambda *args, **kwargs: None)
     monkeypatch.setattr("connectors.salesforce._json", lambda response: next(pages))
     with pytest.raises(PermanentError, match="repeated"):
-        list(sf.changed_since("Contact", datetime(2026, 1, 1), ["Email"]))
+        list(sf.query("SELECT Id FROM Contact"))
 
 
 def test_get_objects_drops_deleted_and_unknown_ids(sf, sim):
@@ -676,3 +680,339 @@ def test_required_setup_lists_every_custom_field():
     assert f"Contact.{KEY}: custom field, Text(255), External ID, Unique" in text
     assert "Opportunity.Tandem_Order_Id__c" in text
     assert "API Enabled" in text
+
+
+# ------------------------------------------------------------------ login URL and JWT audience
+
+
+def _connector(clock, login_url: str, *, allow_loopback: bool = True, **kw) -> SalesforceConnector:
+    http = HttpClient(salesforce_policy(), allow_loopback=allow_loopback)
+    auth = kw.pop("auth", {"client_secret": SECRET, "refresh_token": REFRESH})
+    return SalesforceConnector(
+        http=http,
+        tokens=MemoryTokenCache(clock),
+        login_url=login_url,
+        client_id=CLIENT_ID,
+        **auth,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    ("login_url", "allow_loopback"),
+    [
+        ("http://login.salesforce.com", True),  # the secret would travel in clear
+        ("https://evil.example.com", True),
+        ("https://login.salesforce.com.evil.io", True),
+        ("https://user:pw@login.salesforce.com", True),
+        ("https://login.salesforce.com?x=1", True),
+        ("http://127.0.0.1:5000", False),  # the sandbox, but this client may not go there
+        ("http://10.0.0.5", True),
+        ("", True),
+    ],
+)
+def test_a_login_url_outside_salesforce_is_refused_at_construction(
+    clock, login_url, allow_loopback
+):
+    with pytest.raises(ConfigurationError, match="login_url") as caught:
+        _connector(clock, login_url, allow_loopback=allow_loopback)
+    assert "pw" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "login_url",
+    [
+        "https://login.salesforce.com",
+        "https://test.salesforce.com/",
+        "https://acme.my.salesforce.com",
+        "https://acme--dev.sandbox.my.salesforce.com",
+        "http://127.0.0.1:5000",
+        "http://localhost:5000",
+    ],
+)
+def test_salesforce_and_loopback_login_urls_are_accepted(clock, login_url):
+    _connector(clock, login_url)
+
+
+@pytest.mark.parametrize(
+    ("login_url", "audience"),
+    [
+        ("https://login.salesforce.com", "https://login.salesforce.com"),
+        ("https://acme.my.salesforce.com", "https://login.salesforce.com"),
+        ("https://test.salesforce.com", "https://test.salesforce.com"),
+        ("https://acme--dev.sandbox.my.salesforce.com", "https://test.salesforce.com"),
+        ("http://127.0.0.1:5000", "https://login.salesforce.com"),
+    ],
+)
+def test_the_jwt_audience_is_the_login_server_not_the_token_host(clock, keys, login_url, audience):
+    auth = {"jwt_username": USERNAME, "jwt_private_key": keys[0]}
+    assert _connector(clock, login_url, auth=auth).jwt_audience == audience
+    community = "https://acme.my.site.com/customers"
+    explicit = _connector(clock, login_url, auth=auth, jwt_audience=community)
+    assert explicit.jwt_audience == community
+
+
+def test_the_simulator_refuses_its_own_host_as_jwt_audience_unless_told(sim, sleeps, clock, keys):
+    sim.org(jwt_public_key_pem=keys[1])
+    own_host = make(sim, sleeps, clock, jwt_key=keys[0], jwt_audience=sim.url)
+    with pytest.raises(ConfigurationError, match="audience is invalid"):
+        own_host.upsert_contacts_by_email([person(1)])
+    [ok] = make(sim, sleeps, clock, jwt_key=keys[0]).upsert_contacts_by_email([person(1)])
+    assert ok.ok  # login.salesforce.com, what a production org takes
+
+
+def test_a_sandbox_org_takes_test_salesforce_and_an_explicit_audience(sim, sleeps, clock, keys):
+    sim.org(jwt_public_key_pem=keys[1], sandbox=True, jwt_audience=sim.url)
+    with pytest.raises(ConfigurationError, match="audience is invalid"):
+        make(sim, sleeps, clock, jwt_key=keys[0]).upsert_contacts_by_email([person(1)])
+    for audience in ("https://test.salesforce.com", sim.url):
+        sf = make(sim, sleeps, clock, jwt_key=keys[0], jwt_audience=audience)
+        assert sf.upsert_contacts_by_email([person(1)])[0].ok
+
+
+# ------------------------------------------------------------------ refresh token rotation
+
+
+def test_rotated_refresh_tokens_carry_the_next_refresh(sim, sleeps, clock):
+    sim.org(rotate_refresh_tokens=True)
+    tokens = MemoryTokenCache(clock)
+    sf = make(sim, sleeps, clock, tokens=tokens)
+    for i in range(3):
+        assert sf.upsert_contacts_by_email([person(i)])[0].ok
+        assert sim.control.post(f"/_sandbox/orgs/{ORG}/expire-sessions").status_code == 200
+    assert tokens.minted == 3
+    assert [c["status"] for c in sim.calls("/services/oauth2/token")] == [200, 200, 200]
+
+
+def test_reusing_a_spent_refresh_token_revokes_the_family(sim, sleeps, clock):
+    sim.org(rotate_refresh_tokens=True)
+    sf = make(sim, sleeps, clock)
+    sf.upsert_contacts_by_email([person(1)])  # REFRESH is spent now
+    stale = make(sim, sleeps, clock)  # a second worker whose cache never saw the rotation
+    with pytest.raises(ConfigurationError, match="invalid_grant") as caught:
+        stale.upsert_contacts_by_email([person(2)])
+    assert REFRESH not in str(caught.value)
+    # The family is gone: the session and the rotated refresh token stop working too.
+    with pytest.raises(ConfigurationError, match="reconnect"):
+        sf.upsert_contacts_by_email([person(3)])
+
+
+# ------------------------------------------------------------------ creates are never resent
+
+
+def _lose_the_answer(sim, method: str, path: str = "/composite/sobjects") -> None:
+    """The next ``method`` call is carried out, then answered 500 (the answer is lost)."""
+    sim.knobs(inject=[{"status": 500, "applied": True, "method": method, "path_contains": path}])
+
+
+def test_a_contact_role_create_whose_answer_was_lost_is_not_sent_twice(sf, sim):
+    [contact] = sf.upsert_contacts_by_email([person(1)])
+    [opp] = sf.upsert_objects("Opportunity", "Tandem_Order_Id__c", [order(1)])
+    _lose_the_answer(sim, "POST")
+    with pytest.raises(RetriableError, match="may have been applied"):
+        sf.link_orders_to_contacts([(opp.id, contact.id)])
+    creates = [c for c in sim.calls("/composite/sobjects") if c["method"] == "POST"]
+    assert [c["status"] for c in creates] == [500]  # not resent
+    [role] = sim.live("OpportunityContactRole")
+    # The engine's retry: the role is found, nothing is created.
+    [again] = sf.link_orders_to_contacts([(opp.id, contact.id)])
+    assert (again.ok, again.created, again.id) == (True, False, role["Id"])
+    assert len(sim.live("OpportunityContactRole")) == 1
+
+
+def test_a_delete_whose_answer_was_lost_is_resent_and_reports_not_found(sf, sim):
+    [a] = sf.upsert_contacts_by_email([person(1)])
+    _lose_the_answer(sim, "DELETE")
+    [result] = sf.archive_objects("Contact", [a.id])
+    assert (result.ok, result.not_found, result.id) == (True, True, a.id)
+    deletes = [c for c in sim.calls("/composite/sobjects") if c["method"] == "DELETE"]
+    assert [c["status"] for c in deletes] == [500, 200]  # a delete is safe to resend
+
+
+# ------------------------------------------------------------------ keyset reads
+
+
+def test_changed_since_survives_a_slow_reader(sim, org, sleeps, clock):
+    sf = make(sim, sleeps, clock, query_batch_size=200)
+    made = sf.upsert_contacts_by_email([person(i) for i in range(450)])
+    sim.knobs(cursor_idle_seconds=900)  # locators as they were before API v56.0
+    seen = []
+    for record in sf.changed_since("Contact", datetime(2020, 1, 1, tzinfo=UTC), ["Email"]):
+        seen.append(record["Id"])
+        if len(seen) % 200 == 0:
+            clock.advance(3 * 86_400)  # longer than any locator lives
+    assert seen == [r.id for r in sorted(made, key=lambda r: r.id)]
+    assert all(c["status"] == 200 for c in sim.calls("/query"))
+
+
+def test_a_record_changed_mid_read_comes_again_later_and_none_is_lost(sim, org, sleeps, clock):
+    sf = make(sim, sleeps, clock, query_batch_size=200)
+    made = sf.upsert_contacts_by_email([person(i) for i in range(450)])
+    first_page_id, last_page_id = made[0].id, made[-1].id
+    seen = []
+    for record in sf.changed_since("Contact", datetime(2020, 1, 1, tzinfo=UTC), ["FirstName"]):
+        seen.append((record["Id"], record["FirstName"]))
+        if len(seen) == 200:
+            clock.advance(5)
+            for record_id in (first_page_id, last_page_id):
+                sim.control.patch(
+                    f"/_sandbox/orgs/{ORG}/records/Contact/{record_id}", json={"FirstName": "R"}
+                )
+    ids = [i for i, _ in seen]
+    assert set(ids) == {r.id for r in made}
+    assert ids.count(first_page_id) == 2  # read, then its change
+    assert seen.count((last_page_id, "R")) == 1 and ids.count(last_page_id) == 1
+
+
+def test_a_keyset_page_that_does_not_advance_is_a_loop(sim, org, sleeps, clock, monkeypatch):
+    sf = make(sim, sleeps, clock, query_batch_size=1)
+    page = [{"Id": "003000000000001AAA", "SystemModstamp": "2026-05-20T20:49:32.000+0000"}]
+    monkeypatch.setattr(sf, "query", lambda soql: iter(page))
+    with pytest.raises(PermanentError, match="did not advance"):
+        list(sf.changed_since("Contact", datetime(2026, 1, 1), ["Email"]))
+
+
+# ------------------------------------------------------------------ price books and orders
+
+
+def _product(sf, key: str, name: str) -> str:
+    [product] = sf.upsert_objects(
+        "Product2", "Tandem_Product_Key__c", [(key, {"Name": name, "IsActive": True})]
+    )
+    assert product.ok, product.error
+    return product.id
+
+
+def _creates(sim) -> list[dict]:
+    return [c for c in sim.calls("/composite/sobjects") if c["method"] == "POST"]
+
+
+def test_orders_as_order_and_order_items(sf, sim):
+    book = sf.standard_price_book()
+    assert book.startswith("01s") and sf.standard_price_book() == book
+    assert len(sim.calls("/query")) == 1  # cached on the instance
+    mug = _product(sf, "shop:variant:1", "Mug")
+    [entry] = sf.price_book_entries(book, [(mug, "USD", Decimal("12.50"))]).values()
+    assert (entry.ok, entry.created) == (True, True)
+    sim.control.delete("/_sandbox/calls")
+    [again] = sf.price_book_entries(book, [(mug, "USD", Decimal("12.50"))]).values()
+    assert (again.ok, again.created, again.id) == (True, False, entry.id)
+    assert _creates(sim) == []  # a second call creates nothing
+    account = sim.rep_create("Account", Name="Online store customers")
+    [buyer] = sf.upsert_contacts_by_email([person(1)])
+    [placed] = sf.upsert_objects(
+        "Order",
+        "Tandem_Order_Id__c",
+        [
+            (
+                "shop:1001",
+                {
+                    "AccountId": account["Id"],
+                    "EffectiveDate": "2026-05-20",
+                    "Status": "Draft",
+                    "Pricebook2Id": book,
+                    "BillToContactId": buyer.id,
+                },
+            )
+        ],
+    )
+    assert placed.ok and placed.created, placed.error
+    lines = sf.upsert_objects(
+        "OrderItem",
+        "Tandem_Line_Item_Id__c",
+        [
+            (f"shop:1001:{n}", {"OrderId": placed.id, "PricebookEntryId": entry.id,
+                                "Quantity": quantity, "UnitPrice": Decimal("12.50")})
+            for n, quantity in ((1, 2), (2, 1))
+        ],
+    )  # fmt: skip
+    assert [r.created for r in lines] == [True, True], [r.error for r in lines]
+    [deleted] = sf.archive_objects("OrderItem", [lines[1].id])
+    assert deleted.ok and not deleted.not_found
+    summary = sim.control.get(f"/_sandbox/orgs/{ORG}/summary?orders=Order").get_json()
+    assert summary["orders"] == [
+        {
+            "id": placed.id,
+            "external_id": "shop:1001",
+            "amount": "25.00",  # no Tandem_Order_Total__c written: the TotalAmount
+            "total_amount": "25.00",  # 2 x 12.50; the deleted line no longer counts
+            "currency": "USD",
+            "contact_ids": [buyer.id],
+            "line_items": 1,
+        }
+    ]
+
+
+def test_price_book_entries_per_currency_keyed_as_asked(sf, sim):
+    book = sf.standard_price_book()
+    mug, cup = _product(sf, "k:mug", "Mug"), _product(sf, "k:cup", "Cup")
+    wanted = [(mug, "USD", 10), (mug, "eur", 9.5), (cup, "USD", Decimal("3")), (mug, "USD", 11)]
+    results = sf.price_book_entries(book, wanted)
+    assert list(results) == [(mug, "USD"), (mug, "eur"), (cup, "USD")]
+    assert all(r.ok and r.created for r in results.values())
+    entries = {(e["Product2Id"], e["CurrencyIsoCode"]): e for e in sim.live("PricebookEntry")}
+    assert entries[(mug, "EUR")]["UnitPrice"] == 9.5 and entries[(mug, "USD")]["UnitPrice"] == 10
+    assert all(e["IsActive"] for e in entries.values())
+    again = sf.price_book_entries(book, [(mug[:15], "EUR", 1)])
+    assert again[(mug[:15], "EUR")].id == results[(mug, "eur")].id  # a 15-character id too
+
+
+def test_price_book_entries_in_a_single_currency_org(sim, sleeps, clock):
+    sim.org(multi_currency=False)
+    sf = make(sim, sleeps, clock)
+    book = sf.standard_price_book()
+    mug = _product(sf, "k:mug", "Mug")
+    first = sf.price_book_entries(book, [(mug, "USD", 10)])
+    second = sf.price_book_entries(book, [(mug, "USD", 10), (mug, "EUR", 9)])
+    assert first[(mug, "USD")].created is True
+    assert {r.id for r in second.values()} == {first[(mug, "USD")].id}
+    assert [r.created for r in second.values()] == [False, False]
+    assert len(sim.calls("/describe")) == 1  # asked once per connector
+    assert all("CurrencyIsoCode" not in str(c["records"]) for c in _creates(sim))
+    told = make(sim, sleeps, clock, multi_currency=False)
+    told.price_book_entries(book, [(mug, "USD", 10)])
+    assert len(sim.calls("/describe")) == 1  # told: no describe
+
+
+def test_a_price_book_entry_created_meanwhile_is_found_again(sf, sim, monkeypatch):
+    book = sf.standard_price_book()
+    mug = _product(sf, "k:mug", "Mug")
+    # Another worker creates the entry after our query and before our create.
+    real = sf._entries
+    calls = []
+
+    def racing(pricebook_id, products, multi):
+        calls.append(products)
+        if len(calls) == 1:
+            sim.rep_create("PricebookEntry", Pricebook2Id=book, Product2Id=mug, UnitPrice=10,
+                           IsActive=True, CurrencyIsoCode="USD")  # fmt: skip
+            return {}
+        return real(pricebook_id, products, multi)
+
+    monkeypatch.setattr(sf, "_entries", racing)
+    [result] = sf.price_book_entries(book, [(mug, "USD", 10)]).values()
+    [entry] = sim.live("PricebookEntry")
+    assert (result.ok, result.created, result.id) == (True, False, entry["Id"])
+    assert len(calls) == 2
+
+
+def test_a_price_book_entry_create_whose_answer_was_lost_is_found_on_retry(sf, sim):
+    book = sf.standard_price_book()
+    mug = _product(sf, "k:mug", "Mug")
+    _lose_the_answer(sim, "POST")
+    with pytest.raises(RetriableError):
+        sf.price_book_entries(book, [(mug, "USD", 10)])
+    [result] = sf.price_book_entries(book, [(mug, "USD", 10)]).values()
+    [entry] = sim.live("PricebookEntry")
+    assert (result.created, result.id) == (False, entry["Id"])
+
+
+def test_an_inactive_price_book_entry_is_reactivated(sf, sim):
+    book = sf.standard_price_book()
+    mug = _product(sf, "k:mug", "Mug")
+    made = sim.rep_create("PricebookEntry", Pricebook2Id=book, Product2Id=mug, UnitPrice=10,
+                          IsActive=False, CurrencyIsoCode="USD")  # fmt: skip
+    [result] = sf.price_book_entries(book, [(mug, "USD", 12)]).values()
+    [entry] = sim.live("PricebookEntry")
+    assert (result.id, result.created, entry["IsActive"]) == (made["Id"], False, True)
+    assert entry["UnitPrice"] == 10  # the list price is left alone

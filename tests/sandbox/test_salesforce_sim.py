@@ -141,7 +141,7 @@ def assertion(private: str, clock: Clock, **claims) -> str:
     payload = {
         "iss": CLIENT["client_id"],
         "sub": USERNAME,
-        "aud": "http://localhost",
+        "aud": "https://login.salesforce.com",  # a production org's (SF-OAUTH-JWT)
         "exp": int(clock()) + 180,
         **claims,
     }
@@ -167,6 +167,8 @@ def test_jwt_with_another_key_a_wrong_audience_or_a_past_exp_is_invalid_grant(cl
     bad = [
         assertion(other_private, clock),
         assertion(keys[0], clock, aud="https://evil.example.com"),
+        assertion(keys[0], clock, aud="http://localhost"),  # the host posted to is not it
+        assertion(keys[0], clock, aud="https://test.salesforce.com"),  # a sandbox's
         assertion(keys[0], clock, exp=int(clock()) - 1),
         assertion(keys[0], clock, exp=int(clock()) + 3600),
         assertion(keys[0], clock, sub="someone@example.com"),
@@ -178,9 +180,67 @@ def test_jwt_with_another_key_a_wrong_audience_or_a_past_exp_is_invalid_grant(cl
         assert response.get_json()["error"] == "invalid_grant", response.get_json()
 
 
-def test_a_test_salesforce_audience_is_accepted(client, keys, clock):
-    response = jwt_grant(client, assertion(keys[0], clock, aud="https://test.salesforce.com"))
-    assert response.status_code == 200
+def test_a_sandbox_takes_test_salesforce_and_an_org_its_explicit_audience(keys, clock):
+    client = create_app(clock=clock).test_client()
+    body = {**CLIENT, "org_id": ORG, "jwt_username": USERNAME, "jwt_public_key_pem": keys[1],
+            "sandbox": True, "jwt_audience": "https://acme.my.site.com/customers"}  # fmt: skip
+    created = client.post("/_sandbox/orgs", json=body).get_json()
+    assert (created["sandbox"], created["jwt_audience"]) == (True, body["jwt_audience"])
+    for audience, status in [
+        ("https://test.salesforce.com", 200),
+        ("https://acme.my.site.com/customers", 200),
+        ("https://login.salesforce.com", 400),
+        ("http://localhost", 400),
+    ]:
+        response = jwt_grant(client, assertion(keys[0], clock, aud=audience))
+        assert response.status_code == status, audience
+        if status == 400:
+            assert response.get_json() == {
+                "error": "invalid_grant",
+                "error_description": "audience is invalid",
+            }
+
+
+# ------------------------------------------------------------------ refresh token rotation
+
+
+def rotating(clock):
+    client = create_app(clock=clock).test_client()
+    made = client.post(
+        "/_sandbox/orgs", json={**CLIENT, "org_id": ORG, "rotate_refresh_tokens": True}
+    )
+    assert made.get_json()["rotate_refresh_tokens"] is True
+    return client
+
+
+def test_rotation_answers_a_new_refresh_token_and_spends_the_old(clock):
+    client = rotating(clock)
+    first = refresh(client).get_json()
+    assert first["refresh_token"] and first["refresh_token"] != CLIENT["refresh_token"]
+    second = refresh(client, refresh_token=first["refresh_token"]).get_json()
+    assert second["refresh_token"] not in (first["refresh_token"], CLIENT["refresh_token"])
+    headers = {"Authorization": f"Bearer {second['access_token']}"}
+    assert client.get(f"{V}/limits", headers=headers).status_code == 200
+
+
+def test_reusing_a_spent_refresh_token_revokes_the_family(clock):
+    client = rotating(clock)
+    first = refresh(client).get_json()
+    headers = {"Authorization": f"Bearer {first['access_token']}"}
+    replay = refresh(client)  # the original token again: spent
+    assert (replay.status_code, replay.get_json()["error"]) == (400, "invalid_grant")
+    # Its current refresh token and every access token of the family are revoked.
+    assert refresh(client, refresh_token=first["refresh_token"]).status_code == 400
+    assert client.get(f"{V}/limits", headers=headers).status_code == 401
+    # The merchant reconnects: a new refresh token works again.
+    client.patch(f"/_sandbox/orgs/{ORG}", json={"refresh_token": "5Aep-new"})
+    assert refresh(client, refresh_token="5Aep-new").status_code == 200
+
+
+def test_without_rotation_the_refresh_token_is_reusable(client):
+    for _ in range(2):
+        response = refresh(client)
+        assert response.status_code == 200 and "refresh_token" not in response.get_json()
 
 
 # ------------------------------------------------------------------ sessions
@@ -567,7 +627,10 @@ def test_datetime_filters_compare_system_modstamp(client, headers, clock):
     ("soql", "code"),
     [
         ("SELECT Id FROM Contact WHERE Email LIKE 'a%'", "MALFORMED_QUERY"),
-        ("SELECT Id FROM Contact WHERE Email = 'a' OR Email = 'b'", "MALFORMED_QUERY"),
+        # SOQL wants parentheses wherever AND and OR meet; NOT is outside the subset.
+        ("SELECT Id FROM Contact WHERE Email = 'a' OR Email = 'b' AND Id = 'c'", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Contact WHERE (Email = 'a' OR Email = 'b'", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Contact WHERE NOT Email = 'a'", "MALFORMED_QUERY"),
         ("SELECT COUNT() FROM Contact", "MALFORMED_QUERY"),
         ("SELECT Id FROM Contact WHERE SystemModstamp >= '2026-01-01T00:00:00Z'", "INVALID_FIELD"),
         ("SELECT Nope__c FROM Contact", "INVALID_FIELD"),
@@ -585,6 +648,46 @@ def test_order_by_desc_and_limit(client, headers):
     ids = seed_contacts(client, headers, 5)
     records = query(client, headers, "SELECT Id FROM Contact ORDER BY Email DESC LIMIT 2")
     assert [r["Id"] for r in records.get_json()["records"]] == [ids[4], ids[3]]
+
+
+def test_or_with_a_parenthesised_and_pages_by_keyset(client, headers, clock):
+    ids = seed_contacts(client, headers, 3)  # one second: equal SystemModstamps
+    clock.advance(1)
+    later = seed_contacts(client, headers, 2)
+    soql = f"SELECT SystemModstamp FROM Contact WHERE Id = '{ids[0]}'"  # noqa: S608
+    [first] = query(client, headers, soql).get_json()["records"]
+    stamp = first["SystemModstamp"].replace(".000+0000", "Z")
+    soql = (
+        f"SELECT Id FROM Contact WHERE SystemModstamp > {stamp} OR "  # noqa: S608
+        f"(SystemModstamp = {stamp} AND Id > '{ids[1]}') ORDER BY SystemModstamp, Id LIMIT 2"
+    )
+    page = query(client, headers, soql).get_json()
+    assert [r["Id"] for r in page["records"]] == [ids[2], later[0]]
+    assert (page["totalSize"], page["done"]) == (2, True)
+    nested = (
+        "SELECT Id FROM Contact WHERE (Email = 'c2@example.com' OR Email = 'c1@example.com') "  # noqa: S608
+        f"AND Id != '{ids[1]}'"
+    )
+    found = query(client, headers, nested).get_json()["records"]
+    assert [r["Id"] for r in found] == [ids[2], later[1]]
+
+
+def test_a_query_locator_lives_two_days_and_the_legacy_idle_knob_expires_it(client, headers, clock):
+    seed_contacts(client, headers, 450)
+    options = {"Sforce-Query-Options": "batchSize=200"}
+    page = query(client, {**headers, **options}, "SELECT Id FROM Contact").get_json()
+    clock.advance(3600)  # idle an hour: still there (it was 15 minutes before API v56.0)
+    fresh = auth(client)  # the session (2 h) is a separate matter
+    second = client.get(page["nextRecordsUrl"], headers=fresh)
+    assert second.status_code == 200
+    clock.advance(2 * 86_400)
+    gone = client.get(second.get_json()["nextRecordsUrl"], headers=auth(client))
+    assert gone.get_json()[0]["errorCode"] == "INVALID_QUERY_LOCATOR"
+    client.post("/_sandbox/knobs", json={"cursor_idle_seconds": 900})
+    page = query(client, {**auth(client), **options}, "SELECT Id FROM Contact").get_json()
+    clock.advance(901)
+    idle = client.get(page["nextRecordsUrl"], headers=auth(client))
+    assert (idle.status_code, idle.get_json()[0]["errorCode"]) == (400, "INVALID_QUERY_LOCATOR")
 
 
 # ------------------------------------------------------------------ limits
@@ -628,6 +731,17 @@ def test_injected_answers_are_one_shot(client, headers):
     assert client.post("/_sandbox/knobs", json=knobs).status_code == 200
     statuses = [client.get(f"{V}/limits", headers=headers).status_code for _ in range(3)]
     assert statuses == [503, 503, 200]
+
+
+def test_an_applied_injection_does_the_work_then_loses_the_answer(client, headers):
+    knobs = {"inject": [{"status": 500, "applied": True, "method": "POST"}]}
+    assert client.post("/_sandbox/knobs", json=knobs).status_code == 200
+    response = create(client, headers, [contact("a@example.com")])
+    assert response.status_code == 500
+    assert response.get_json()[0]["errorCode"] == "UNKNOWN_EXCEPTION"
+    assert [c["Email"] for c in dump(client, "Contact")] == ["a@example.com"]  # it was done
+    again = create(client, headers, [contact("a@example.com")])  # a blind resend duplicates
+    assert again.status_code == 200 and len(dump(client, "Contact")) == 2
 
 
 # ------------------------------------------------------------------ control API
@@ -979,10 +1093,18 @@ def test_summary_reads_orders_when_there_are_any(client, headers):
             "id": order_id,
             "external_id": "shop:7",
             "amount": "49.90",
+            "total_amount": "49.90",
             "currency": "USD",
             "contact_ids": [a, b],
             "line_items": 2,
         }
     ]
+    # The store's total (with shipping and tax), once Tandem keeps it, is the neutral amount.
+    edit = client.patch(
+        f"/_sandbox/orgs/{ORG}/records/Order/{order_id}", json={"Tandem_Order_Total__c": 55}
+    )
+    assert edit.status_code == 200, edit.get_json()
+    [row] = client.get(f"/_sandbox/orgs/{ORG}/summary").get_json()["orders"]
+    assert (row["amount"], row["total_amount"]) == ("55", "49.90")
     opps = client.get(f"/_sandbox/orgs/{ORG}/summary?orders=Opportunity").get_json()["orders"]
     assert [(o["amount"], o["line_items"]) for o in opps] == [("3", None)]
