@@ -17,20 +17,10 @@ from connectors.http import HttpClient
 from connectors.hubspot import HubSpotConnector, existing_id, hubspot_policy
 from sandbox.hubspot import create_app
 from sandbox.server import serve
+from tests.clock import Clock, Sleeps
 
 TOKEN = "pat-na1-secret-0123456789"
 PORTAL = 77
-
-
-class Clock:
-    def __init__(self, start: float = 1_700_000_000.0) -> None:  # 22:13:20 UTC
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
@@ -49,18 +39,6 @@ def sim(clock):
     )
     yield server, control
     server.stop()
-
-
-class Sleeps(list):
-    """Records every wait the client asks for and moves the simulator's clock instead."""
-
-    def __init__(self, clock) -> None:
-        super().__init__()
-        self.clock = clock
-
-    def sleep(self, seconds: float) -> None:
-        self.append(seconds)
-        self.clock.advance(seconds)
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from connectors.salesforce import (
 )
 from sandbox.salesforce import create_app
 from sandbox.server import serve
+from tests.clock import Clock, Sleeps
 
 ORG = "00D000000000042AAA"
 CLIENT_ID = "3MVG9-consumer-key-0123"
@@ -46,29 +47,6 @@ REQUIRED = {
     "OpportunityContactRole": ["OpportunityId", "ContactId", "IsPrimary"],
 }
 EXTERNAL_IDS = {"Contact": KEY, "Opportunity": "Tandem_Order_Id__c"}
-
-
-class Clock:
-    def __init__(self, start: float = 1_780_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class Sleeps(list):
-    """Records every wait the client asks for and moves the simulator's clock instead."""
-
-    def __init__(self, clock: Clock) -> None:
-        super().__init__()
-        self.clock = clock
-
-    def sleep(self, seconds: float) -> None:
-        self.append(seconds)
-        self.clock.advance(seconds)
 
 
 @pytest.fixture(scope="module")

@@ -35,34 +35,12 @@ from connectors.zoho import (
 )
 from sandbox.server import serve
 from sandbox.zoho import create_app
+from tests.clock import Clock, Sleeps
 
 ORG = "60000001"
 CLIENT_ID = "1000.CLIENTID"
 CLIENT_SECRET = "client-secret-9f8e7d6c5b4a"
 REFRESH_TOKEN = "1000.refresh-0123456789abcdef"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class Sleeps(list):
-    """Records every wait the client asks for and moves the simulator's clock instead."""
-
-    def __init__(self, clock: Clock) -> None:
-        super().__init__()
-        self.clock = clock
-
-    def sleep(self, seconds: float) -> None:
-        self.append(seconds)
-        self.clock.advance(seconds)
 
 
 START = 1_780_000_000.0
@@ -72,7 +50,7 @@ START = 1_780_000_000.0
 def served():
     """One simulator server for the module (stopping one takes half a second); every test
     resets it and its clock."""
-    clock = Clock()
+    clock = Clock(1_780_000_000.0)
     app = create_app(clock=clock)
     server = serve(app)
     yield clock, server, app.test_client()

@@ -235,6 +235,15 @@ def test_a_second_pass_over_unchanged_records_writes_nothing(tmp_path, platform)
         run.stop()
 
 
+def reread_everything(t, connection_id):
+    """Wait until the connection is idle, read every record again from the beginning of
+    time, and wait until that pass is done."""
+    assert demo.wait_until(lambda: _idle(t, connection_id), 60)
+    _rewind_polls(t, connection_id)
+    assert demo.wait_until(lambda: _polled_since_rewind(t, connection_id), 60)
+    assert demo.wait_until(lambda: _idle(t, connection_id), 60)
+
+
 def _idle(t, connection_id):
     from sync import jobs
     from sync.db import transaction

@@ -13,23 +13,9 @@ import pytest
 
 import demo
 from sync.platforms import CRMS, STORES
-from tests.e2e.test_end_to_end import (
-    _idle,
-    _polled_since_rewind,
-    _rewind_polls,
-    converge,
-    crm_writes,
-    start,
-)
+from tests.e2e.test_end_to_end import converge, crm_writes, reread_everything, start
 
 pytestmark = pytest.mark.slow
-
-
-def _reread_everything(t, connection_id):
-    assert demo.wait_until(lambda: _idle(t, connection_id), 60)
-    _rewind_polls(t, connection_id)
-    assert demo.wait_until(lambda: _polled_since_rewind(t, connection_id), 60)
-    assert demo.wait_until(lambda: _idle(t, connection_id), 60)
 
 
 @pytest.mark.parametrize("crm", sorted(CRMS))
@@ -53,9 +39,9 @@ def test_every_store_into_every_crm(tmp_path, store, crm):
         # Webhooks carry less than the API (Shopify's customer webhooks omit tags and
         # consent), so the first full read after the activity may still catch something up;
         # the second must find nothing to write.
-        _reread_everything(run.t, connection_id)
+        reread_everything(run.t, connection_id)
         writes = len(crm_writes(run.sandbox))
-        _reread_everything(run.t, connection_id)
+        reread_everything(run.t, connection_id)
         extra = crm_writes(run.sandbox)[writes:]
         assert not extra, f"re-reading unchanged records wrote: {extra}"
     finally:

@@ -8,23 +8,9 @@ from __future__ import annotations
 import pytest
 
 import demo
-from tests.e2e.test_end_to_end import (
-    _idle,
-    _polled_since_rewind,
-    _rewind_polls,
-    converge,
-    crm_writes,
-    start,
-)
+from tests.e2e.test_end_to_end import converge, crm_writes, reread_everything, start
 
 pytestmark = pytest.mark.slow
-
-
-def _reread_everything(t, connection_id):
-    assert demo.wait_until(lambda: _idle(t, connection_id), 60)
-    _rewind_polls(t, connection_id)
-    assert demo.wait_until(lambda: _polled_since_rewind(t, connection_id), 60)
-    assert demo.wait_until(lambda: _idle(t, connection_id), 60)
 
 
 def _order_account(sandbox) -> str:
@@ -68,9 +54,9 @@ def test_orders_with_their_lines_and_products(tmp_path, store, crm, orders_as):
         # Webhooks carry less than the API (Shopify's customer webhooks omit tags and
         # consent), so the first full read after the activity may still catch something up;
         # the second must find nothing to write.
-        _reread_everything(run.t, connection_id)
+        reread_everything(run.t, connection_id)
         writes = len(crm_writes(run.sandbox))
-        _reread_everything(run.t, connection_id)
+        reread_everything(run.t, connection_id)
         extra = crm_writes(run.sandbox)[writes:]
         assert not extra, f"re-reading unchanged records wrote: {extra}"
     finally:

@@ -11,20 +11,10 @@ import json
 import pytest
 
 from sandbox.hubspot import create_app
+from tests.clock import Clock
 
 TOKEN = "pat-na1-test"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-class Clock:
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

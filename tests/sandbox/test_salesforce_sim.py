@@ -16,21 +16,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sandbox.salesforce import create_app
+from tests.clock import Clock
 
 V = "/services/data/v66.0"
 CLIENT = {"client_id": "3MVG9-consumer-key", "client_secret": "s3cr3t", "refresh_token": "5Aep-rt"}
 USERNAME = "integration@example.com"
-
-
-class Clock:
-    def __init__(self, start: float = 1_780_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def _keypair() -> tuple[str, str]:
@@ -55,7 +45,7 @@ def keys() -> tuple[str, str]:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1_780_000_000.0)
 
 
 @pytest.fixture

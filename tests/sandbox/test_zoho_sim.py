@@ -14,25 +14,15 @@ from decimal import Decimal
 import pytest
 
 from sandbox.zoho import create_app
+from tests.clock import Clock
 
 ORG = "60000001"
 CLIENT = {"client_id": "1000.CLIENTID", "client_secret": "s3cret", "refresh_token": "1000.rt.rt"}
 
 
-class Clock:
-    def __init__(self, start: float = 1_780_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1_780_000_000.0)
 
 
 @pytest.fixture
