@@ -15,6 +15,10 @@ from collections.abc import Iterable
 
 MASK = "***"
 
+# Every real credential is far longer (tokens, keys and secrets are 20 characters and more);
+# a value shorter than this is not masked, since masking "s" would garble every log line.
+MIN_SECRET_LENGTH = 8
+
 # Short-lived secrets (access tokens) a process keeps masking: a token is useless an hour or
 # two after it was minted, so the oldest ones may be forgotten and the list stays small.
 TRANSIENT_KEPT = 64
@@ -38,7 +42,9 @@ _PATTERNS = [
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with every known secret and every token-shaped value masked."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+    for secret in sorted(
+        (s for s in secrets if len(s) >= MIN_SECRET_LENGTH), key=len, reverse=True
+    ):
         text = text.replace(secret, MASK)
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: f"{m.group(1)}{MASK}", text)
@@ -55,7 +61,7 @@ class RedactingFilter(logging.Filter):
         self._lock = threading.Lock()
 
     def register(self, value: str, *, transient: bool = False) -> None:
-        if value:
+        if value and len(value) >= MIN_SECRET_LENGTH:
             with self._lock:
                 if transient:
                     if value not in self._transient:

@@ -144,7 +144,14 @@ def _create(app, *args: str):
 
 def test_a_crm_order_shape_it_does_not_have_is_refused_and_creates_nothing(app):
     app.test_cli_runner().invoke(args=["db", "upgrade"])
-    oauth = ["--crm-client-id", "c", "--crm-client-secret", "s", "--crm-refresh-token", "r"]
+    oauth = [
+        "--crm-client-id",
+        "1000.CLIENTID",
+        "--crm-client-secret",
+        "client-secret-0123456789",
+        "--crm-refresh-token",
+        "1000.refresh-0123456789",
+    ]
     result = _create(app, "--crm", "zoho", "--crm-account", "1", *oauth, "--orders-as", "Invoices")
     assert result.exit_code != 0
     assert "Deals, Sales_Orders" in result.output and "'Invoices'" in result.output
@@ -153,7 +160,9 @@ def test_a_crm_order_shape_it_does_not_have_is_refused_and_creates_nothing(app):
         app, "--crm", "salesforce", "--crm-account", "00D1", *oauth, "--orders-as", "Order"
     )
     assert result.exit_code != 0 and "--salesforce-order-account" in result.output
-    missing = _create(app, "--crm", "zoho", "--crm-account", "1", "--crm-client-id", "c")
+    missing = _create(
+        app, "--crm", "zoho", "--crm-account", "1", "--crm-client-id", "1000.CLIENTID"
+    )
     assert missing.exit_code != 0 and "client_secret, refresh_token" in missing.output
     with transaction(tandem_of(app).sessions) as s:
         assert s.scalars(select(Connection)).all() == []

@@ -321,3 +321,12 @@ def test_only_recent_access_tokens_are_kept_for_masking():
         http.add_token(f"token-{n:04d}")
     http.add_token("token-0010")  # a token used again is not stored twice
     assert http._redact("token-0000 token-0010 token-0073") == "token-0000 *** ***"
+
+
+def test_a_value_too_short_to_be_a_credential_is_not_masked_everywhere():
+    from connectors import redaction
+
+    redaction.register("s")
+    http, _ = client()
+    http.add_secret("r")
+    assert http._redact("secrets are registered") == "secrets are registered"
