@@ -178,11 +178,8 @@ def _oauth_app(sandbox: Sandbox) -> dict[str, str]:
     return dict(sandbox.crm_credentials)
 
 
-def _create_zoho(sandbox: Sandbox, limit: int) -> dict[str, Any]:
-    return {"org_id": sandbox.crm_account, "name": "Demo", **_oauth_app(sandbox)}
-
-
-def _create_salesforce(sandbox: Sandbox, limit: int) -> dict[str, Any]:
+def _create_oauth_org(sandbox: Sandbox, limit: int) -> dict[str, Any]:
+    """A Zoho or Salesforce org: both simulators take the same body."""
     return {"org_id": sandbox.crm_account, "name": "Demo", **_oauth_app(sandbox)}
 
 
@@ -197,13 +194,13 @@ CRM_SIMS: dict[str, CrmSim] = {
         "hubspot_base_url",
     ),
     "zoho": CrmSim(
-        "zoho", "Zoho CRM", create_zoho, _create_zoho, "/orgs", "org_id", "zoho_accounts_url"
+        "zoho", "Zoho CRM", create_zoho, _create_oauth_org, "/orgs", "org_id", "zoho_accounts_url"
     ),
     "salesforce": CrmSim(
         "salesforce",
         "Salesforce",
         create_salesforce,
-        _create_salesforce,
+        _create_oauth_org,
         "/orgs",
         "org_id",
         "salesforce_login_url",

@@ -25,6 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+# A spent daily allocation (Salesforce's rolling 24-hour API count, Zoho's credits) says nothing
+# about when calls come back: what was spent a day ago returns bit by bit. Held-back work looks
+# again this often, long enough that the job is rescheduled rather than blocking a worker.
+DAILY_PROBE_SECONDS = 15 * 60.0
+
 
 @dataclass(frozen=True)
 class WriteResult:

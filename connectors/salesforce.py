@@ -33,9 +33,10 @@ from urllib.parse import urlsplit
 import jwt
 import requests
 
-from connectors.crm import AccessToken, TokenCache, WriteResult
+from connectors.crm import DAILY_PROBE_SECONDS, AccessToken, TokenCache, WriteResult
 from connectors.errors import AuthExpiredError, ConfigurationError, PermanentError
 from connectors.http import Action, HttpClient, Policy, retry_after_header
+from mapping.salesforce import CONTACT_KEY_FIELD
 
 PLATFORM = "salesforce"
 API_VERSION = "v66.0"  # Spring '26 (SF-REST resources_versions.htm)
@@ -117,27 +118,28 @@ SANDBOX_AUDIENCE = "https://test.salesforce.com"
 # The values Tandem writes to the consent picklists (mapping.models.ConsentState).
 CONSENT_VALUES = "subscribed, not_subscribed, pending, unsubscribed, redacted, invalid, unknown"
 
+# The fields an order record carries, whether an Opportunity or an Order:
+# (field, type, external id and unique).
+_ORDER_RECORD_FIELDS: tuple[tuple[str, str, bool], ...] = (
+    ("Tandem_Order_Id__c", "Text(255)", True),
+    ("Tandem_Order_Number__c", "Text(80)", False),
+    ("Tandem_Financial_Status__c", "Text(40)", False),
+    ("Tandem_Fulfillment_Status__c", "Text(40)", False),
+    ("Tandem_Refunded_Amount__c", "Currency(16, 2)", False),
+)
 # Tandem's custom fields: (sObject, field, type, external id and unique).
 CUSTOM_FIELDS: tuple[tuple[str, str, str, bool], ...] = (
-    ("Contact", "Tandem_Contact_Key__c", "Text(255)", True),
+    ("Contact", CONTACT_KEY_FIELD, "Text(255)", True),
     ("Contact", "Tandem_Email_Consent__c", f"Picklist ({CONSENT_VALUES})", False),
     ("Contact", "Tandem_SMS_Consent__c", f"Picklist ({CONSENT_VALUES})", False),
     ("Contact", "Tandem_Customer_Tags__c", "Long Text Area(32768)", False),
-    ("Opportunity", "Tandem_Order_Id__c", "Text(255)", True),
-    ("Opportunity", "Tandem_Order_Number__c", "Text(80)", False),
-    ("Opportunity", "Tandem_Financial_Status__c", "Text(40)", False),
-    ("Opportunity", "Tandem_Fulfillment_Status__c", "Text(40)", False),
-    ("Opportunity", "Tandem_Refunded_Amount__c", "Currency(16, 2)", False),
+    *(("Opportunity", *field) for field in _ORDER_RECORD_FIELDS),
 )
 # Only for connections that keep orders as Order + OrderItem (mapping.salesforce ORDER_SCHEMA).
 ORDER_CUSTOM_FIELDS: tuple[tuple[str, str, str, bool], ...] = (
     ("Product2", "Tandem_Product_Key__c", "Text(255)", True),
-    ("Order", "Tandem_Order_Id__c", "Text(255)", True),
-    ("Order", "Tandem_Order_Number__c", "Text(80)", False),
+    *(("Order", *field) for field in _ORDER_RECORD_FIELDS),
     ("Order", "Tandem_Order_Total__c", "Currency(16, 2)", False),
-    ("Order", "Tandem_Financial_Status__c", "Text(40)", False),
-    ("Order", "Tandem_Fulfillment_Status__c", "Text(40)", False),
-    ("Order", "Tandem_Refunded_Amount__c", "Currency(16, 2)", False),
     ("OrderItem", "Tandem_Line_Item_Id__c", "Text(255)", True),
 )
 
@@ -185,9 +187,7 @@ _SPLIT_CODES = frozenset({"JSON_PARSER_ERROR"})
 # --------------------------------------------------------------------------- rate limits and errors
 
 # Over the daily allocation Salesforce answers 403 REQUEST_LIMIT_EXCEEDED with no Retry-After;
-# the window is a rolling 24 h (SF-LIMITS), so nobody can say when a call will pass again: probe
-# every 15 minutes, which reschedules the job instead of blocking a worker.
-DAILY_PROBE_SECONDS = 15 * 60.0
+# the window is a rolling 24 h (SF-LIMITS): probe every DAILY_PROBE_SECONDS (connectors.crm).
 # The same code when the org already runs its 25 concurrent long (>= 20 s) requests (SF-LIMITS):
 # those finish within seconds to minutes.
 CONCURRENT_WAIT_SECONDS = 30.0
@@ -458,7 +458,7 @@ class SalesforceConnector:
         jwt_private_key: str | None = None,
         jwt_audience: str | None = None,
         api_version: str = API_VERSION,
-        contact_key_field: str = "Tandem_Contact_Key__c",
+        contact_key_field: str = CONTACT_KEY_FIELD,
         session_seconds: float = DEFAULT_SESSION_SECONDS,
         query_batch_size: int = QUERY_BATCH_SIZE,
         multi_currency: bool | None = None,

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from connectors.crm import AccessToken, TokenCache, WriteResult
+from connectors.crm import DAILY_PROBE_SECONDS, AccessToken, TokenCache, WriteResult
 from connectors.errors import (
     AuthExpiredError,
     ConfigurationError,
@@ -201,7 +201,6 @@ def _classify(response: requests.Response) -> Action | None:
 #   the shared budget) instead of blocking; credits come back over a rolling 24 h;
 # - otherwise too many calls are in flight: a short wait shared by every worker of the account
 #   (HttpClient hands a named wait to ``budget.block_for``), as in-flight calls end in seconds.
-DAILY_PROBE_SECONDS = 900.0
 CONCURRENCY_WAIT_SECONDS = 2.0
 CREDITS_NEARLY_SPENT = 10
 

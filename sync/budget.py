@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import requests
 from sqlalchemy.orm import Session, sessionmaker
 
+from connectors.crm import DAILY_PROBE_SECONDS
 from sync.db import transaction
 from sync.models import RateBucket
 
@@ -37,7 +38,6 @@ RESERVE_BY_PRIORITY = {0: 0.0, 1: 0.1, 2: 0.25}
 # Fraction of a daily allocation each priority leaves untouched, unless the CRM's connection
 # says otherwise (``daily_reserve`` is then the backfill's, polls keep a quarter of it).
 DAILY_RESERVE_BY_PRIORITY = {0: 0.0, 1: 0.05, 2: 0.2}
-DAILY_PROBE_SECONDS = 900.0
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.crm import WriteResult
-from mapping import CrmSchema, Customer, FieldMap, Order
+from mapping import CrmSchema, Customer, FieldMap, LineItem, Order
 from mapping import hubspot as hubspot_mapping
 from mapping.crm import product_key
 from sync import links
@@ -497,7 +498,7 @@ class Engine:
         return found
 
     def _product_ref(self, plan: _OrderPlan, item_id: str, refs: Products | None) -> Any:
-        item = next(li for li in plan.order.line_items if li.source_id == item_id)
+        item = plan.line_items[item_id]
         ref = refs.ref(product_key(self.ctx.store_key, item), plan.order.currency) if refs else None
         return self.ctx.schema.product_reference(ref) if ref else None
 
@@ -673,6 +674,11 @@ class _OrderPlan:
     new_contact: str | None = None
     item_ids: dict[str, str] = field(default_factory=dict)
     error: tuple[str, str, Any] | None = None
+
+    @cached_property
+    def line_items(self) -> dict[str, LineItem]:
+        """The order's lines by store id."""
+        return {item.source_id: item for item in self.order.line_items}
 
     def set_contact(self, contact_id: str | None) -> None:
         """Name the buyer's contact; where the CRM links by a lookup on the order record, the

@@ -19,6 +19,7 @@ from connectors import salesforce as salesforce_connector
 from connectors import shopify as shopify_connector
 from connectors import woocommerce as woocommerce_connector
 from connectors import zoho as zoho_connector
+from connectors.crm import DAILY_PROBE_SECONDS
 from connectors.errors import ConfigurationError
 from connectors.http import HttpClient
 from mapping import CUSTOM_PROPERTIES, CrmSchema
@@ -44,7 +45,7 @@ class PlatformConfig:
     # Fraction of Salesforce's daily API allocation a backfill leaves untouched, and how
     # often work held back by a spent daily allocation looks again (sync.budget).
     salesforce_daily_reserve: float = 0.2
-    daily_probe_seconds: float = 900.0
+    daily_probe_seconds: float = DAILY_PROBE_SECONDS
     bigcommerce_base_url: str = "https://api.bigcommerce.com/stores/{store_hash}"
     allow_loopback: bool = False
     timeout: tuple[float, float] = (5.0, 30.0)
