@@ -42,7 +42,7 @@ def record(
     event_id: str | None = None,
     triggered_at: datetime | None = None,
 ) -> Recorded:
-    """Store a delivery (idempotently) and queue its processing.
+    """Store a store platform's delivery (idempotently) and queue its processing.
 
     Deliveries for an account with no connection are kept as ``unroutable`` for operators;
     topics in ``deferred_topics`` are kept as ``deferred`` (acted on by a later feature).
@@ -52,12 +52,109 @@ def record(
             Connection.store_platform == platform, Connection.store_account == account
         )
     )
-    if connection is None:
-        status = InboxStatus.UNROUTABLE
-    elif topic in deferred_topics:
+    status = InboxStatus.UNROUTABLE if connection is None else InboxStatus.PENDING
+    if connection is not None and topic in deferred_topics:
         status = InboxStatus.DEFERRED
-    else:
-        status = InboxStatus.PENDING
+    inserted = _insert(
+        session,
+        platform=platform,
+        delivery_id=delivery_id,
+        account=account,
+        connection=connection,
+        topic=topic,
+        payload=payload,
+        status=status,
+        event_id=event_id,
+        triggered_at=triggered_at,
+    )
+    if not inserted:
+        return Recorded(duplicate=True, routable=connection is not None, job_id=None)
+    job_id = None
+    if status == InboxStatus.PENDING and connection.status == ConnectionStatus.ACTIVE:
+        job_id = drain_job(session, connection.id)
+    return Recorded(duplicate=False, routable=connection is not None, job_id=job_id)
+
+
+def record_crm(
+    session: Session,
+    *,
+    platform: str,
+    delivery_id: str,
+    account: str,
+    topic: str,
+    payload: dict[str, Any],
+    connection_id: int | None = None,
+    event_id: str | None = None,
+    triggered_at: datetime | None = None,
+    change_source: str | None = None,
+) -> list[Recorded]:
+    """Store a CRM's delivery (idempotently) for every connection it concerns.
+
+    A CRM account can serve several stores of one merchant (that is how one person is one
+    contact), so a change in it is recorded once per connection whose CRM account it is, under
+    ``<delivery_id>@<connection id>``: each connection writes its own store and its redelivery
+    is still a no-op. ``connection_id`` narrows it to one connection, for channels registered
+    per connection (Zoho watch channels, Salesforce outbound-message endpoints). An account
+    with no connection is kept once, as ``unroutable``. Returns one Recorded per row.
+    """
+    query = select(Connection).where(
+        Connection.crm_platform == platform, Connection.crm_account == account
+    )
+    if connection_id is not None:
+        query = query.where(Connection.id == connection_id)
+    connections = list(session.scalars(query.order_by(Connection.id)))
+    if not connections:
+        inserted = _insert(
+            session,
+            platform=platform,
+            delivery_id=delivery_id,
+            account=account,
+            connection=None,
+            topic=topic,
+            payload=payload,
+            status=InboxStatus.UNROUTABLE,
+            event_id=event_id,
+            triggered_at=triggered_at,
+            change_source=change_source,
+        )
+        return [Recorded(duplicate=not inserted, routable=False, job_id=None)]
+    out = []
+    for connection in connections:
+        inserted = _insert(
+            session,
+            platform=platform,
+            delivery_id=f"{delivery_id}@{connection.id}",
+            account=account,
+            connection=connection,
+            topic=topic,
+            payload=payload,
+            status=InboxStatus.PENDING,
+            event_id=event_id,
+            triggered_at=triggered_at,
+            change_source=change_source,
+        )
+        job_id = None
+        if inserted and connection.status == ConnectionStatus.ACTIVE:
+            job_id = drain_job(session, connection.id)
+        out.append(Recorded(duplicate=not inserted, routable=True, job_id=job_id))
+    return out
+
+
+def _insert(
+    session: Session,
+    *,
+    platform: str,
+    delivery_id: str,
+    account: str,
+    connection: Connection | None,
+    topic: str,
+    payload: dict[str, Any],
+    status: InboxStatus,
+    event_id: str | None,
+    triggered_at: datetime | None,
+    change_source: str | None = None,
+) -> bool:
+    """Insert one inbox row unless (platform, delivery_id) is already there; True if inserted."""
     values = {
         "platform": platform,
         "delivery_id": delivery_id,
@@ -66,6 +163,7 @@ def record(
         "topic": topic,
         "event_id": event_id,
         "triggered_at": triggered_at,
+        "change_source": change_source,
         "payload": payload,
         "status": status,
         "received_at": utcnow(),
@@ -77,12 +175,7 @@ def record(
             InboxEvent.id
         )
     ).scalar_one_or_none()
-    if inserted is None:
-        return Recorded(duplicate=True, routable=connection is not None, job_id=None)
-    job_id = None
-    if status == InboxStatus.PENDING and connection.status == ConnectionStatus.ACTIVE:
-        job_id = drain_job(session, connection.id)
-    return Recorded(duplicate=False, routable=connection is not None, job_id=job_id)
+    return inserted is not None
 
 
 def drain_job(session: Session, connection_id: int) -> int | None:

@@ -191,6 +191,9 @@ class InboxEvent(Base):
     topic: Mapped[str] = mapped_column(String(100))
     event_id: Mapped[str | None] = mapped_column(String(200), default=None)
     triggered_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Who made the change, where the platform says (HubSpot ``changeSource``/``sourceId``,
+    # Salesforce ``LastModifiedById``, Zoho ``Modified_By``): a hint, checked against the ledger.
+    change_source: Mapped[str | None] = mapped_column(String(200), default=None)
     payload: Mapped[dict[str, Any]] = mapped_column()
     status: Mapped[str] = mapped_column(String(16), default=InboxStatus.PENDING)
     error: Mapped[str | None] = mapped_column(Text, default=None)
@@ -301,3 +304,154 @@ class AccessTokenRow(Base):
     lease_until: Mapped[float] = mapped_column(default=0.0)
     minted: Mapped[int] = mapped_column(default=0)  # tokens minted so far (health, tests)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class FieldState(Base):
+    """The ledger: one two-way field of one linked record, as each side last had it.
+
+    Values are canonical and JSON (``{"v": value}``, so a stored null is a value). ``agreed`` is
+    the value both sides last held; ``store_value``/``crm_value`` with their ``*_at`` are the
+    newest observation of each side, by the platform's own modification time; ``written_*``
+    is Tandem's last write of this field: which side, what value, when. An inbound value equal
+    to what Tandem wrote to that side is an echo.
+    """
+
+    __tablename__ = "field_ledger"
+    __table_args__ = (UniqueConstraint("connection_id", "entity", "store_id", "field"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    entity: Mapped[str] = mapped_column(String(32))  # "customer"
+    store_id: Mapped[str] = mapped_column(String(320))
+    field: Mapped[str] = mapped_column(String(100))  # canonical path, e.g. "first_name"
+    agreed: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    store_value: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    store_at: Mapped[datetime | None] = mapped_column(default=None)
+    crm_value: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    crm_at: Mapped[datetime | None] = mapped_column(default=None)
+    written_to: Mapped[str | None] = mapped_column(String(8), default=None)  # "store" | "crm"
+    written_value: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    written_at: Mapped[datetime | None] = mapped_column(default=None)
+    origin: Mapped[str | None] = mapped_column(String(8), default=None)  # side ``agreed`` came from
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ConflictRecord(Base):
+    """An audit record of one decision where both sides had changed a field since they agreed."""
+
+    __tablename__ = "conflicts"
+    __table_args__ = (Index("ix_conflicts_connection", "connection_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    entity: Mapped[str] = mapped_column(String(32))
+    store_id: Mapped[str] = mapped_column(String(320))
+    crm_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    field: Mapped[str] = mapped_column(String(100))
+    store_value: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    store_at: Mapped[datetime | None] = mapped_column(default=None)
+    crm_value: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    crm_at: Mapped[datetime | None] = mapped_column(default=None)
+    winner: Mapped[str] = mapped_column(String(8))  # "store" | "crm"
+    policy: Mapped[str] = mapped_column(String(16))  # "store" | "crm" | "latest"
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Profile(Base):
+    """One person in one CRM account: the CRM contact every connected store's customer with
+    the same normalised email is linked to.
+
+    Scoped by CRM account, not by connection: the connections of one merchant share their CRM
+    account, and that is what makes a buyer of two stores one contact. A connection only ever
+    reads the members of a profile that belong to it (``ProfileMember.connection_id``).
+    """
+
+    __tablename__ = "profiles"
+    __table_args__ = (UniqueConstraint("crm_platform", "crm_account", "email"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    crm_platform: Mapped[str] = mapped_column(String(32))
+    crm_account: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str] = mapped_column(String(320))
+    crm_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ProfileMember(Base):
+    """A store customer (or a guest's email) of one connection, joined to a profile.
+
+    ``merged_reason`` is set when the member joined a profile that already had a member from
+    another connection: that is a merge, and ``profiles merges`` lists them.
+    """
+
+    __tablename__ = "profile_members"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "store_id"),
+        Index("ix_profile_members_profile", "profile_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    store_id: Mapped[str] = mapped_column(String(320))  # customer id, or "guest:<email>"
+    merged_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OrderFact(Base):
+    """What the commerce facts of a contact are computed from: one row per store order."""
+
+    __tablename__ = "order_facts"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "store_id"),
+        Index("ix_order_facts_profile", "profile_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    store_id: Mapped[str] = mapped_column(String(320))
+    profile_id: Mapped[int | None] = mapped_column(
+        ForeignKey("profiles.id", ondelete="SET NULL"), default=None
+    )
+    currency: Mapped[str] = mapped_column(String(3))
+    # Decimal strings in the currency's units: exact, and the same on SQLite and PostgreSQL.
+    total: Mapped[str] = mapped_column(String(40))
+    refunded: Mapped[str] = mapped_column(String(40))
+    placed_at: Mapped[datetime] = mapped_column()
+    counts: Mapped[bool] = mapped_column(default=True)  # False: cancelled, voided or a test
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AuditEntry(Base):
+    """An action taken on a person's or a shop's data (redaction, export, purge, uninstall).
+
+    ``connection_id`` is kept as a plain column (no foreign key) so the record of a purge
+    survives the connection it purged.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_connection", "connection_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    connection_id: Mapped[int | None] = mapped_column(default=None)
+    action: Mapped[str] = mapped_column(String(64))  # e.g. "customer.redact", "shop.purge"
+    subject: Mapped[str] = mapped_column(String(320))  # e.g. "customer:1234", "shop:acme"
+    actor: Mapped[str] = mapped_column(String(64))  # e.g. "shopify webhook", "operator"
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PrivacyExport(Base):
+    """What Tandem holds about one person, produced for a data request."""
+
+    __tablename__ = "privacy_exports"
+    __table_args__ = (UniqueConstraint("connection_id", "request_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    request_id: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(String(320))
+    content: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
