@@ -74,6 +74,10 @@ ENDPOINTS: Mapping[str, Endpoint] = {
         "/crm/v3/objects/{object_type}/batch/upsert",
         "https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/batch/upsert-contacts",
     ),
+    "batch_read": Endpoint(
+        "/crm/v3/objects/{object_type}/batch/read",
+        "https://developers.hubspot.com/docs/api-reference/latest/crm/objects/objects/batch/get-objects",
+    ),
     "batch_archive": Endpoint(
         "/crm/v3/objects/{object_type}/batch/archive",
         "https://developers.hubspot.com/docs/api-reference/latest/crm/using-object-apis",
@@ -538,6 +542,51 @@ class HubSpotConnector:
         return self._write_chunk(endpoint, path, rest, result_key, error_keys)
 
     # ----------------------------------------------------------------- reads
+
+    def get_objects(
+        self, object_type: str, ids: Sequence[str], properties: Sequence[str]
+    ) -> list[dict]:
+        """The live records among ``ids`` (SimplePublicObject dicts with ``properties``), 100
+        ids per call; ids that do not exist (or were archived) are simply absent.
+
+        HubSpot answers a batch read with some unknown ids 207 Multi-Status: the records found
+        in ``results``, the others in an OBJECT_NOT_FOUND error naming them in ``context.ids``
+        (HubSpot/hubspot-api-php#619; HS-ERR). Whether a batch of only unknown ids is a 207 too
+        or a 404 is UNCONFIRMED: a 404 OBJECT_NOT_FOUND is read as "none of them".
+
+        Raises PermanentError for any other per-input error (nothing is silently dropped).
+        """
+        unique_ids = list(dict.fromkeys(str(i) for i in ids))
+        out: list[dict] = []
+        for start in range(0, len(unique_ids), BATCH_SIZE):
+            chunk = unique_ids[start : start + BATCH_SIZE]
+            response = self._request(
+                "POST",
+                "batch_read",
+                {"object_type": object_type},
+                ok=(404,),
+                json={"properties": list(properties), "inputs": [{"id": i} for i in chunk]},
+            )
+            body = _body(response)
+            errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
+            if response.status_code == 404:
+                errors = [body]
+            refused = [e for e in errors if e.get("category") != "OBJECT_NOT_FOUND"]
+            if refused:
+                reasons = "; ".join(str(e.get("message") or e.get("category")) for e in refused)
+                raise PermanentError(
+                    f"HubSpot refused a batch read of {object_type}: {reasons}",
+                    platform=PLATFORM,
+                    status=response.status_code,
+                    details=refused,
+                )
+            wanted = set(chunk)
+            out.extend(
+                r
+                for r in body.get("results") or []
+                if isinstance(r, dict) and str(r.get("id")) in wanted
+            )
+        return out
 
     def list_objects(self, object_type: str, properties: Sequence[str]) -> Iterator[dict]:
         """Every live record of ``object_type`` (SimplePublicObject dicts), paging with

@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mapping.fieldmap import FieldMap, FieldMapError, apply_overrides
 from mapping.models import Customer, FinancialStatus, LineItem, Order
 from mapping.normalise import money
+
+if TYPE_CHECKING:
+    from mapping.facts import FactsNaming
 
 # The stage key of an order that was cancelled, whatever its financial status.
 CANCELLED = "cancelled"
@@ -409,6 +412,8 @@ class CrmSchema:
     order_price_book_field: str | None = None
     order_constants: Mapping[str, Any] = field(default_factory=dict)
     order_settings: Mapping[str, str] = field(default_factory=dict)
+    # The commerce facts fields of contacts (order count, total spent, ...: mapping.facts).
+    facts: FactsNaming | None = None
 
     def defaults(self, entity: str) -> FieldMap:
         """The default field map of ``entity`` ("contact", "deal", "line_item").

@@ -18,7 +18,7 @@ every CRM; this module adds HubSpot's rendering, stage ids, custom properties an
 from __future__ import annotations
 
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -32,6 +32,15 @@ from mapping.crm import (
     line_item_fields,
     order_fields,
     stage_map,
+)
+from mapping.facts import (
+    CURRENCY_FACT_TEXT,
+    DATE_FACTS,
+    FACT_TEXT,
+    CurrencyFact,
+    Fact,
+    FactsNaming,
+    midnight_utc_ms,
 )
 from mapping.fieldmap import (
     DEFAULT_CONTACT_FIELDS,
@@ -291,6 +300,64 @@ CUSTOM_PROPERTIES: Mapping[str, tuple[PropertyDefinition, ...]] = types.MappingP
 )
 
 
+# ---------------------------------------------------------------------------------- commerce facts
+# Contact properties Tandem creates for the commerce facts (mapping.facts), one set of money
+# properties per currency the contact bought in: plain "number" properties whose currency is in
+# their name (no currency formatting, which would imply one currency for the account), dates as
+# "date" properties, which take midnight UTC (mapping.facts.midnight_utc_ms).
+# Type/fieldType pairs: https://developers.hubspot.com/docs/api/crm/properties
+
+
+def fact_property_definitions(currencies: Iterable[str]) -> tuple[PropertyDefinition, ...]:
+    """The contact properties of the commerce facts for ``currencies`` (the contact-wide
+    ones always), as ``HubSpotConnector.ensure_properties`` takes them under "contacts".
+
+    Raises:
+        ValueError: an unknown currency code.
+    """
+    out: list[PropertyDefinition] = []
+    for fact in Fact:
+        label, description = FACT_TEXT[fact]
+        kind = "date" if fact in DATE_FACTS else "number"
+        out.append(PropertyDefinition(FACTS.name(fact), label, kind, kind, description))
+    for code in sorted(set(currencies)):
+        for currency_fact in CurrencyFact:
+            label, description = CURRENCY_FACT_TEXT[currency_fact]
+            out.append(
+                PropertyDefinition(
+                    FACTS.currency_name(currency_fact, code),
+                    label.format(currency=code),
+                    "number",
+                    "number",
+                    description.format(currency=code),
+                )
+            )
+    return tuple(out)
+
+
+FACTS = FactsNaming(
+    fields=types.MappingProxyType(
+        {
+            Fact.order_count: "tandem_order_count",
+            Fact.first_order_date: "tandem_first_order_date",
+            Fact.last_order_date: "tandem_last_order_date",
+        }
+    ),
+    currency_fields=types.MappingProxyType(
+        {
+            CurrencyFact.order_count: "tandem_order_count_{currency}",
+            CurrencyFact.total_spent: "tandem_total_spent_{currency}",
+            CurrencyFact.average_order_value: "tandem_average_order_value_{currency}",
+            CurrencyFact.refunds: "tandem_refunds_{currency}",
+        }
+    ),
+    # HubSpot property names are lower case.
+    currency_case=str.lower,
+    render_date=midnight_utc_ms,
+    definitions=fact_property_definitions,
+)
+
+
 SCHEMA = CrmSchema(
     platform="hubspot",
     title="HubSpot",
@@ -313,4 +380,5 @@ SCHEMA = CrmSchema(
     custom_fields=types.MappingProxyType(
         {kind: tuple(d.name for d in defs) for kind, defs in CUSTOM_PROPERTIES.items()}
     ),
+    facts=FACTS,
 )

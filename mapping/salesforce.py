@@ -17,6 +17,7 @@ import types
 from dataclasses import replace
 
 from mapping.crm import CrmSchema, ProductSpec, render_json, stage_map
+from mapping.facts import CurrencyFact, Fact, FactsNaming
 from mapping.fieldmap import FieldMap
 
 CONTACT_KEY_FIELD = "Tandem_Contact_Key__c"
@@ -62,6 +63,30 @@ STAGE_MAP = stage_map(
     open_stage="Negotiation/Review", won="Closed Won", lost="Closed Lost", unknown="Prospecting"
 )
 
+# Contact fields of the commerce facts (mapping.facts), which the org's admin creates: Number
+# fields (scale 0 for counts, the currency's decimals for amounts), not Currency fields, which
+# a multi-currency org reads in the record's own currency ("the record's currency Amount value",
+# https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_sosl_querying_currency_fields.htm),
+# while each of these holds the currency in its name; Date fields for the dates. One set of
+# money fields per currency the merchant sells in; the connect-time check names any missing.
+FACTS = FactsNaming(
+    fields=types.MappingProxyType(
+        {
+            Fact.order_count: "Tandem_Order_Count__c",
+            Fact.first_order_date: "Tandem_First_Order_Date__c",
+            Fact.last_order_date: "Tandem_Last_Order_Date__c",
+        }
+    ),
+    currency_fields=types.MappingProxyType(
+        {
+            CurrencyFact.order_count: "Tandem_Order_Count_{currency}__c",
+            CurrencyFact.total_spent: "Tandem_Total_Spent_{currency}__c",
+            CurrencyFact.average_order_value: "Tandem_Average_Order_Value_{currency}__c",
+            CurrencyFact.refunds: "Tandem_Refunds_{currency}__c",
+        }
+    ),
+)
+
 SCHEMA = CrmSchema(
     platform="salesforce",
     title="Salesforce",
@@ -105,6 +130,7 @@ SCHEMA = CrmSchema(
             ),
         }
     ),
+    facts=FACTS,
 )
 
 # ------------------------------------------------------------------ orders as Order + OrderItem

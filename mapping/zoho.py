@@ -16,6 +16,7 @@ import types
 from dataclasses import replace
 
 from mapping.crm import CrmSchema, ProductSpec, render_json, stage_map
+from mapping.facts import CurrencyFact, Fact, FactsNaming
 from mapping.fieldmap import FieldMap
 
 CONTACT_FIELDS = FieldMap(
@@ -59,6 +60,29 @@ STAGE_MAP = stage_map(
     open_stage="Negotiation/Review", won="Closed Won", lost="Closed Lost", unknown="Qualification"
 )
 
+# Contact fields of the commerce facts (mapping.facts), which the org's admin creates, as for
+# Tandem's other Zoho fields: Number fields for the counts, Decimal fields for the amounts (not
+# Currency fields, which a multi-currency org presumably shows in the record's own currency:
+# UNCONFIRMED; each of these holds the currency in its name), Date fields for the dates. One set
+# of money fields per currency the merchant sells in; the connect-time check names any missing.
+FACTS = FactsNaming(
+    fields=types.MappingProxyType(
+        {
+            Fact.order_count: "Tandem_Order_Count",
+            Fact.first_order_date: "Tandem_First_Order_Date",
+            Fact.last_order_date: "Tandem_Last_Order_Date",
+        }
+    ),
+    currency_fields=types.MappingProxyType(
+        {
+            CurrencyFact.order_count: "Tandem_Order_Count_{currency}",
+            CurrencyFact.total_spent: "Tandem_Total_Spent_{currency}",
+            CurrencyFact.average_order_value: "Tandem_Average_Order_Value_{currency}",
+            CurrencyFact.refunds: "Tandem_Refunds_{currency}",
+        }
+    ),
+)
+
 SCHEMA = CrmSchema(
     platform="zoho",
     title="Zoho CRM",
@@ -96,6 +120,7 @@ SCHEMA = CrmSchema(
     ),
     order_contact_field="Contact_Name",
     contact_reference=lambda contact_id: {"id": contact_id},
+    facts=FACTS,
 )
 
 # ------------------------------------------------------------------ orders as Sales_Orders

@@ -25,9 +25,11 @@ from connectors.crm import WriteResult
 from mapping import CrmSchema, Customer, FieldMap, LineItem, Order
 from mapping import hubspot as hubspot_mapping
 from mapping.crm import product_key
-from sync import links
+from sync import identity, links
 from sync.db import transaction
+from sync.ledger import Ledger
 from sync.products import Products, ensure_products
+from sync.twoway import FieldSync, StoreWriter, Tally, TwoWaySettings
 
 log = logging.getLogger("tandem.sync")
 
@@ -69,6 +71,8 @@ class Outcome:
     calls: int = 0
     # Emails whose contact was written: orders waiting on these buyers can be replayed.
     contacts_written: set[str] = field(default_factory=set)
+    # What two-way fields did: echoes recognised, conflicts decided, values written back.
+    two_way: Tally = field(default_factory=Tally)
 
     def add(self, other: Outcome) -> None:
         self.written += other.written
@@ -76,6 +80,7 @@ class Outcome:
         self.stale += other.stale
         self.dead += other.dead
         self.calls += other.calls
+        self.two_way.add(other.two_way)
 
 
 @dataclass
@@ -101,6 +106,8 @@ class ConnectionContext:
     pipeline: str | None = hubspot_mapping.DEFAULT_PIPELINE
     # Fields every order record carries (Salesforce: a Draft Order under the chosen Account).
     order_constants: Mapping[str, Any] = field(default_factory=dict)
+    two_way: TwoWaySettings = field(default_factory=TwoWaySettings)
+    crm_account: str = ""
 
 
 def _newest(records: Iterable[Any]) -> list[Any]:
@@ -132,12 +139,22 @@ class Engine:
         ctx: ConnectionContext,
         crm: CrmWriter,
         *,
+        store: StoreWriter | None = None,
         on_progress: Callable[[Outcome], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.ctx = ctx
         self.crm = crm
         self.on_progress = on_progress
+        self.fields = FieldSync(
+            sessions,
+            ctx.connection_id,
+            ctx.schema,
+            ctx.fields.contact,
+            ctx.two_way,
+            crm=crm,
+            store=store,
+        )
 
     # ------------------------------------------------------------------ customers
     def sync_customers(
@@ -154,18 +171,33 @@ class Engine:
             by_email = links.load(
                 session, ctx.connection_id, "email", (c.email for c in records if c.email)
             )
+            ledger = Ledger(ctx.connection_id).load(session, (c.source_id for c in records))
         previous = {sid: dict(link.last_written) for sid, link in known.items()}
-        schema = ctx.schema
+        schema, two_way = ctx.schema, self.fields
+        two_way_props = two_way.two_way_props()
         updates: list[tuple[Customer, str, dict[str, Any]]] = []
         upserts: list[tuple[Customer, dict[str, Any]]] = []
         no_email: list[Customer] = []
+        judged: dict[str, Any] = {}  # store id -> the two-way writes it needs
+        full: dict[str, dict[str, Any]] = {}  # every mapped property, for a contact recreated
+        reverts = []
         for customer in records:
             link = known.get(customer.source_id)
             if link and link.store_updated_at and customer.updated_at < link.store_updated_at:
                 out.stale += 1
                 continue
-            props = schema.contact(customer, ctx.fields.contact)
-            if link and _already_written(props, link.last_written):
+            props = full[customer.source_id] = schema.contact(customer, ctx.fields.contact)
+            pending = two_way.on_store(ledger, customer, props, link, out.two_way)
+            judged[customer.source_id] = pending
+            if link:
+                # Two-way fields go as the ledger decided; the others when they differ from
+                # what we last wrote.
+                one_way = {p: v for p, v in props.items() if p not in two_way_props}
+                props = {} if _already_written(one_way, link.last_written) else one_way
+                props.update(two_way.crm_props(pending.to_crm))
+                if pending.to_store:
+                    reverts.append((link, pending.to_store))
+            if link and not props:
                 out.unchanged += 1
                 continue
             crm_id = link.crm_id if link else None
@@ -191,7 +223,7 @@ class Engine:
                     confirmed.append((customer, result.id, props))
                 elif result.not_found and customer.email:
                     # Deleted in the CRM since we linked it: recreate (or adopt) by email.
-                    upserts.append((customer, props))
+                    upserts.append((customer, full[customer.source_id]))
                 else:
                     failed.append((customer, result))
         if upserts:
@@ -203,7 +235,25 @@ class Engine:
                 else:
                     failed.append((customer, result))
 
+        # The store takes back what the CRM won (fields the CRM owns, or newer CRM changes).
+        # Restored on the side that changed: as of now (sync.ledger.confirm).
+        refused = self.fields.write_store(ledger, reverts, out.two_way, {})
         with transaction(self.sessions) as session:
+            # The ledger keeps what was written; a record whose write failed is judged again
+            # next time (its dead letter says why).
+            unwritten = {c.source_id for c, _ in failed} | {c.source_id for c in no_email}
+            done = set(judged) - unwritten - refused
+            for customer, _, _ in confirmed:
+                self.fields.confirmed(
+                    ledger,
+                    customer.source_id,
+                    "crm",
+                    judged[customer.source_id].to_crm,
+                    customer.updated_at,
+                )
+            for sid in done:
+                session.add_all(judged[sid].conflicts)
+            ledger.save(session, done)
             for customer, crm_id, props in confirmed:
                 links.save(
                     session,
@@ -224,6 +274,14 @@ class Engine:
                         crm_object=schema.contact_object,
                         crm_id=crm_id,
                     )
+            self._join_profiles(
+                session,
+                [
+                    identity.Person(customer.source_id, customer.email, crm_id)
+                    for customer, crm_id, _ in confirmed
+                    if customer.email
+                ],
+            )
             links.resolve_dead_letters(
                 session, ctx.connection_id, "customer", (c.source_id for c, _, _ in confirmed)
             )
@@ -407,6 +465,14 @@ class Engine:
                     out.dead += 1
             links.resolve_dead_letters(session, ctx.connection_id, "order", synced)
             links.forget(session, ctx.connection_id, "line_item", removed)
+            self._join_profiles(
+                session,
+                [
+                    identity.Person(f"guest:{plan.order.email}", plan.order.email, plan.new_contact)
+                    for plan in plans
+                    if plan.new_contact and plan.order.email
+                ],
+            )
             for plan in plans:
                 if plan.new_contact and plan.order.email:
                     links.save(
@@ -656,6 +722,16 @@ class Engine:
             self.crm.archive_objects(object_type, crm_ids)
             out.calls += 1
         return removed
+
+    def _join_profiles(self, session: Session, people: list[identity.Person]) -> None:
+        if people:
+            identity.join(
+                session,
+                connection_id=self.ctx.connection_id,
+                crm_platform=self.crm.platform,
+                crm_account=self.ctx.crm_account,
+                people=people,
+            )
 
     def _progress(self, out: Outcome) -> None:
         if self.on_progress:

@@ -40,6 +40,25 @@ def load(
     return found
 
 
+def load_by_crm(
+    session: Session, connection_id: int, entity: str, crm_object: str, crm_ids: Iterable[str]
+) -> dict[str, list[Link]]:
+    """The links of this connection pointing at each of ``crm_ids`` (CRM -> store)."""
+    ids = list(dict.fromkeys(str(i) for i in crm_ids))
+    found: dict[str, list[Link]] = {}
+    for start in range(0, len(ids), 500):
+        for row in session.scalars(
+            select(Link).where(
+                Link.connection_id == connection_id,
+                Link.entity == entity,
+                Link.crm_object == crm_object,
+                Link.crm_id.in_(ids[start : start + 500]),
+            )
+        ):
+            found.setdefault(row.crm_id, []).append(row)
+    return found
+
+
 def save(
     session: Session,
     connection_id: int,

@@ -329,8 +329,10 @@ class FieldState(Base):
     store_at: Mapped[datetime | None] = mapped_column(default=None)
     crm_value: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     crm_at: Mapped[datetime | None] = mapped_column(default=None)
-    written_to: Mapped[str | None] = mapped_column(String(8), default=None)  # "store" | "crm"
-    written_value: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # Tandem's last write to each side (kept per side: an old write of ours that lands after a
+    # newer one must still be recognised as ours, and put right).
+    store_written: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    crm_written: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     written_at: Mapped[datetime | None] = mapped_column(default=None)
     origin: Mapped[str | None] = mapped_column(String(8), default=None)  # side ``agreed`` came from
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

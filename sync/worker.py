@@ -8,6 +8,7 @@ nothing, because the follow-up job is already a row.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import signal
@@ -33,7 +34,8 @@ from mapping import (
     apply_stage_overrides,
     crm_schema,
 )
-from sync import inbox, jobs, links
+from mapping import twoway as twoway_mapping
+from sync import inbox, jobs, ledger, links, notifications
 from sync.db import transaction
 from sync.engine import ConnectionContext, Engine, FieldMaps, Outcome
 from sync.models import (
@@ -51,22 +53,29 @@ from sync.models import (
     utcnow,
 )
 from sync.platforms import Platforms
+from sync.privacy import PrivacyJobs, store_delete_jobs
 from sync.queue import JobQueue
 from sync.records import PARSERS, TOPICS, source_id
 from sync.secrets import SecretsError
+from sync.twoway import Tally, TwoWaySettings
 
 log = logging.getLogger("tandem.worker")
 
 POLL = "poll"
+CRM_POLL = "crm_poll"
 BACKFILL = "backfill"
 REFETCH = "refetch"
 ENTITIES = ("customers", "orders")
+CRM_CONTACTS = "crm_contacts"  # the checkpoint of a connection's CRM poll
 
 
 @dataclass
 class WorkerConfig:
     lease_seconds: float = 120.0
     poll_interval_seconds: float = 300.0
+    # CRM changes are polled as a safety net behind the CRM's webhooks, in pages of this many.
+    crm_poll_interval_seconds: float = 300.0
+    crm_poll_page: int = 200
     poll_overlap_seconds: float = 300.0
     full_scan_interval_seconds: float = 3600.0
     drain_batch: int = 200
@@ -106,6 +115,8 @@ class Worker:
             POLL: self._poll,
             BACKFILL: self._backfill,
             REFETCH: self._refetch,
+            CRM_POLL: self._crm_poll,
+            PrivacyJobs.KIND: PrivacyJobs(sessions, platforms).run,
         }
 
     # ------------------------------------------------------------------ running one job
@@ -197,7 +208,9 @@ class Worker:
         return ids
 
     # ------------------------------------------------------------------ context per connection
-    def _context(self, connection: Connection) -> ConnectionContext:
+    def _context(
+        self, connection: Connection, writable: frozenset[str] = frozenset()
+    ) -> ConnectionContext:
         with transaction(self.sessions) as session:
             overrides = session.scalars(
                 select(FieldMapOverride).where(FieldMapOverride.connection_id == connection.id)
@@ -210,13 +223,19 @@ class Worker:
         # A bad operator override (unknown path or stage key) raises FieldMapError, a
         # ValueError: the job fails with that message instead of writing with a wrong map.
         stage_map = apply_stage_overrides(schema.stage_map, settings.get("stage_map") or {})
+        contact_fields = schema.field_map("contact", by_entity["contact"])
+        paths = (
+            twoway_mapping.two_way_paths(contact_fields, writable, settings.get("two_way_fields"))
+            if settings.get("two_way", True)
+            else ()
+        )
         return ConnectionContext(
             connection_id=connection.id,
             store_platform=connection.store_platform,
             store_key=f"{connection.store_platform}:{connection.store_account}",
             store_name=connection.name,
             fields=FieldMaps(
-                contact=schema.field_map("contact", by_entity["contact"]),
+                contact=contact_fields,
                 deal=schema.field_map("deal", by_entity["deal"]),
                 line_item=schema.field_map("line_item", by_entity["line_item"])
                 if schema.line_item_fields is not None
@@ -233,12 +252,20 @@ class Worker:
                     if settings.get(setting)
                 },
             },
+            two_way=TwoWaySettings(
+                paths=paths,
+                policies=ledger.policies(settings, paths),
+                default_region=settings.get("default_region"),
+            ),
+            crm_account=connection.crm_account,
         )
 
     def _engine(self, job: Job, connection: Connection) -> Engine:
         with transaction(self.sessions) as session:
             crm = self.platforms.crm(session, connection, priority=job.priority)
-        return Engine(self.sessions, self._context(connection), crm)
+            store = self.platforms.store(session, connection, priority=job.priority)
+        context = self._context(connection, store.writable_fields)
+        return Engine(self.sessions, context, crm, store=store)
 
     def _store(self, job: Job, connection: Connection):
         with transaction(self.sessions) as session:
@@ -312,7 +339,20 @@ class Worker:
     def _drain(self, job: Job, connection: Connection) -> list[int]:
         with transaction(self.sessions) as session:
             rows = inbox.pending(session, connection.id, self.config.drain_batch)
-            events = [(row.id, row.topic, row.payload) for row in rows]
+            events = [
+                (row.id, row.topic, row.payload)
+                for row in rows
+                if row.platform == connection.store_platform
+            ]
+            crm_notices = [
+                notice
+                for row in rows
+                if row.platform == connection.crm_platform
+                for notice in notifications.read(
+                    row.platform, row.topic, row.payload, row.change_source
+                )
+            ]
+            row_ids = [row.id for row in rows]
         topics = TOPICS[connection.store_platform]
         upserts: dict[str, list[dict]] = {"customer": [], "order": []}
         fetches: dict[str, list[str]] = {"customer": [], "order": []}
@@ -354,19 +394,22 @@ class Worker:
                 records, raw, bad = self._map(connection, shape, entity, payloads)
                 unreadable[entity].extend(bad)
                 self._sync(engine, entity, records, raw)
+        if crm_notices:
+            self._crm_changes(job, connection, crm_notices)
 
         def apply(session: Session, step: Step) -> None:
             for entity, bad in unreadable.items():
                 self._dead_unreadable(session, connection, entity, bad)
             for entity, sid in deletes:
                 mark_store_deleted(session, connection.id, entity, [sid])
+            step.follow_ups.extend(store_delete_jobs(connection, deletes))
             now = utcnow()
-            done_ids = [row_id for row_id, _, _ in events]
+            done_ids = row_ids
             if done_ids:
                 for row in session.scalars(select(InboxEvent).where(InboxEvent.id.in_(done_ids))):
                     row.status = InboxStatus.PROCESSED
                     row.processed_at = now
-            if len(events) >= self.config.drain_batch:
+            if len(row_ids) >= self.config.drain_batch:
                 step.follow_ups.append(
                     {
                         "kind": inbox.DRAIN,
@@ -374,6 +417,121 @@ class Worker:
                         "priority": jobs.PRIORITY_LIVE,
                         "dedupe_key": f"{inbox.DRAIN}:{connection.id}",
                     }
+                )
+
+        return self._finish(job, apply)
+
+    # ------------------------------------------------------------------ CRM -> store
+    def _crm_engine(self, job: Job, connection: Connection):
+        """The connection's engine and what to read of its CRM contacts; None when no field
+        syncs back (two-way off, or nothing both mapped and writable)."""
+        engine = self._engine(job, connection)
+        if not engine.fields.enabled:
+            return None, ()
+        _, extra = twoway_mapping.CONTACT_READERS[connection.crm_platform]
+        props = [engine.fields.prop_of(path) for path in engine.ctx.two_way.paths]
+        return engine, tuple(dict.fromkeys([*props, *extra]))
+
+    def _crm_changes(self, job: Job, connection: Connection, notices) -> None:
+        """CRM notifications -> the contacts as they are now -> the stores' customers."""
+        engine, wanted = self._crm_engine(job, connection)
+        if engine is None:
+            return
+        schema, crm = engine.ctx.schema, engine.crm
+        with transaction(self.sessions) as session:
+            ids = {i for n in notices for i in (*n.ids, *((n.into,) if n.into else ()))}
+            linked = links.load_by_crm(
+                session, connection.id, "customer", schema.contact_object, ids
+            )
+            for notice in notices:
+                if notice.action == "merged" and notice.into:
+                    # The CRM merged contacts: what was linked to the merged ones now points
+                    # at the one that survived.
+                    for merged_id in notice.ids:
+                        for link in linked.pop(merged_id, []):
+                            row = session.get(Link, link.id)
+                            if row is not None:
+                                row.crm_id = notice.into
+                            linked.setdefault(notice.into, []).append(link)
+            changed = [n for n in notices if n.action == "changed"]
+            echoed = engine.fields.echoed(session, changed, linked)
+        records: dict[str, dict] = {}
+        fetch: list[str] = []
+        for notice in changed:
+            for object_id in notice.ids:
+                if object_id not in linked or object_id in echoed:
+                    # No customer of this store is linked to it, or it is our own write
+                    # coming back (by the CRM's word and the ledger's): nothing to read.
+                    continue
+                if notice.record is not None and set(wanted) <= set(notice.record):
+                    records[object_id] = dict(notice.record)
+                elif object_id not in fetch:
+                    fetch.append(object_id)
+        records: dict[str, dict] = {}
+        fetch: list[str] = []
+        for notice in notices:
+            if notice.action != "changed":
+                continue
+            (crm_id,) = notice.ids[:1] if len(notice.ids) == 1 else (None,)
+            for object_id in notice.ids:
+                if object_id not in linked and notice.into is None:
+                    continue  # no customer of this store is linked to it: nothing to write
+                if notice.record is not None and set(wanted) <= set(notice.record):
+                    records[object_id] = dict(notice.record)
+                elif object_id not in fetch:
+                    fetch.append(object_id)
+            del crm_id
+        if fetch:
+            for record in crm.get_objects(schema.contact_object, fetch, list(wanted)):
+                records[twoway_mapping.read_contact(connection.crm_platform, record).id] = record
+        contacts = [
+            twoway_mapping.read_contact(connection.crm_platform, r) for r in records.values()
+        ]
+        tally = engine.fields.apply_crm(contacts)
+        tally.echoes += len(echoed)
+        self._report("crm_contact", tally)
+
+    def _report(self, entity: str, tally: Tally) -> None:
+        if self.on_outcome:
+            self.on_outcome(entity, Outcome(two_way=tally))
+
+    def _crm_poll(self, job: Job, connection: Connection) -> list[int]:
+        """Contacts changed in the CRM since the checkpoint (minus the overlap), a page at a
+        time, through the same path as notifications: a missed webhook is caught, a repeated
+        one costs nothing."""
+        engine, wanted = self._crm_engine(job, connection)
+        since = datetime.fromisoformat(job.payload["since"])
+        contacts = []
+        if engine is not None:
+            read = engine.crm.changed_since(engine.ctx.schema.contact_object, since, list(wanted))
+            for record in itertools.islice(read, self.config.crm_poll_page):
+                contacts.append(twoway_mapping.read_contact(connection.crm_platform, record))
+            self._report("crm_contact", engine.fields.apply_crm(contacts))
+        newest = max((c.modified_at for c in contacts if c.modified_at), default=None)
+        full_page = len(contacts) >= self.config.crm_poll_page
+
+        def apply(session: Session, step: Step) -> None:
+            checkpoint = checkpoint_row(session, connection.id, CRM_CONTACTS, POLL)
+            if newest and (
+                checkpoint.position_updated_at is None or newest > checkpoint.position_updated_at
+            ):
+                checkpoint.position_updated_at = newest
+            if full_page and newest and newest > since:
+                step.follow_ups.append(
+                    {
+                        "kind": CRM_POLL,
+                        "connection_id": connection.id,
+                        "priority": jobs.PRIORITY_POLL,
+                        "payload": {"since": newest.isoformat()},
+                    }
+                )
+            else:
+                checkpoint.next_run_at = utcnow() + timedelta(
+                    seconds=float(
+                        (connection.settings or {}).get(
+                            "crm_poll_interval_seconds", self.config.crm_poll_interval_seconds
+                        )
+                    )
                 )
 
         return self._finish(job, apply)
@@ -483,7 +641,43 @@ class Worker:
                 checkpoint.next_run_at = now + timedelta(seconds=self._poll_interval(connection))
                 if job_id is not None:
                     created.append(job_id)
+            if (connection.settings or {}).get("two_way", True):
+                job_id = self._schedule_crm_poll(session, connection, now)
+                if job_id is not None:
+                    created.append(job_id)
         return created
+
+    def _schedule_crm_poll(self, session: Session, connection: Connection, now) -> int | None:
+        """The CRM's changes since the last poll (minus the overlap). The first poll starts
+        now: the backfill made the CRM match the store, and reading the CRM's whole history
+        back would only find Tandem's own writes."""
+        checkpoint = checkpoint_row(session, connection.id, CRM_CONTACTS, POLL)
+        if checkpoint.position_updated_at is None:
+            checkpoint.position_updated_at = now
+        if checkpoint.next_run_at is not None and checkpoint.next_run_at > now:
+            return None
+        overlap = float(
+            (connection.settings or {}).get(
+                "poll_overlap_seconds", self.config.poll_overlap_seconds
+            )
+        )
+        checkpoint.next_run_at = now + timedelta(
+            seconds=float(
+                (connection.settings or {}).get(
+                    "crm_poll_interval_seconds", self.config.crm_poll_interval_seconds
+                )
+            )
+        )
+        return jobs.add_job(
+            session,
+            kind=CRM_POLL,
+            connection_id=connection.id,
+            priority=jobs.PRIORITY_POLL,
+            payload={
+                "since": (checkpoint.position_updated_at - timedelta(seconds=overlap)).isoformat()
+            },
+            dedupe_key=f"{CRM_POLL}:{connection.id}",
+        )
 
     # ------------------------------------------------------------------ backfill
     def _backfill(self, job: Job, connection: Connection) -> list[int]:

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
+import requests
 
-from connectors.errors import RateLimitedError
+from connectors.errors import PermanentError, RateLimitedError
 from connectors.http import HttpClient
 from connectors.hubspot import HubSpotConnector, existing_id, hubspot_policy
+from mapping import hubspot as hubspot_mapping
+from mapping.facts import FactRow, contact_facts, fact_properties
+from mapping.hubspot import fact_property_definitions
 from sandbox.hubspot import create_app
 from sandbox.server import serve
 from tests.clock import Clock, Sleeps
@@ -346,3 +351,80 @@ def test_token_is_never_logged(hubspot, sim, caplog):
     hubspot.ensure_properties(UNIQUE)
     assert caplog.records  # the client did log something
     assert TOKEN not in caplog.text
+
+
+# ------------------------------------------------------------------ batch read
+
+
+def test_get_objects_reads_100_ids_per_call_and_leaves_out_unknown_ones(hubspot, sim):
+    made = hubspot.upsert_contacts_by_email(
+        [(f"r{i}@example.com", {"firstname": f"R{i}"}) for i in range(150)]
+    )
+    ids = [r.id for r in made]
+    # Unknown and repeated ids: the unknown are absent, the repeated read once.
+    records = hubspot.get_objects("contacts", [*ids, "999999", ids[0], "888888"], ["firstname"])
+    assert sorted(r["id"] for r in records) == sorted(ids)
+    by_id = {r["id"]: r for r in records}
+    assert by_id[ids[7]]["properties"]["firstname"] == "R7"
+    reads = calls(sim, "/batch/read")
+    assert [c["inputs"] for c in reads] == [100, 52]
+    assert [c["status"] for c in reads] == [200, 207]  # 207: some ids were not found
+    assert hubspot.get_objects("contacts", [], ["firstname"]) == []
+
+
+def test_get_objects_of_only_unknown_ids_is_empty_whether_207_or_404(sim, sleeps):
+    hubspot = make_connector(sim, sleeps)
+    assert hubspot.get_objects("contacts", ["999999"], ["email"]) == []
+
+    # HubSpot may answer a batch of only unknown ids 404 instead (UNCONFIRMED): the same.
+    rewrote = []
+
+    def as_404(response, *args, **kwargs):
+        if response.request.url.endswith("/batch/read") and not response.json()["results"]:
+            rewrote.append(response.status_code)
+            response.status_code = 404
+            response._content = (
+                b'{"status":"error","category":"OBJECT_NOT_FOUND","message":"not found"}'
+            )
+        return response
+
+    session = requests.Session()
+    session.hooks["response"].append(as_404)
+    http = HttpClient(hubspot_policy(), allow_loopback=True, sleep=sleeps.sleep, session=session)
+    rewritten = HubSpotConnector(access_token=TOKEN, http=http, base_url=sim[0].url)
+    assert rewritten.get_objects("contacts", ["999999"], ["email"]) == []
+    assert rewrote == [207]
+
+
+def test_get_objects_raises_on_other_refusals(hubspot, sim):
+    knobs(sim, inject=[{"status": 404, "path_contains": "/batch/read", "message": "No route"}])
+    with pytest.raises(PermanentError, match="No route"):
+        hubspot.get_objects("contacts", ["1"], ["email"])
+
+
+def test_fact_properties_are_created_written_and_read_back(hubspot, sim):
+    facts = contact_facts(
+        [
+            FactRow(
+                "USD", Decimal("100.00"), Decimal("20.00"), datetime(2024, 3, 1, 22, tzinfo=UTC)
+            ),
+            FactRow("EUR", Decimal("9.99"), Decimal(0), datetime(2024, 4, 2, 1, tzinfo=UTC)),
+        ]
+    )
+    definitions = {"contacts": fact_property_definitions(facts.currencies)}
+    assert len(hubspot.ensure_properties(definitions)) == 11
+    assert hubspot.ensure_properties(definitions) == []
+    [contact] = hubspot.upsert_contacts_by_email([("facts@example.com", {})])
+    props = fact_properties(hubspot_mapping.SCHEMA, facts)
+    [written] = hubspot.update_objects("contacts", [(contact.id, props)])
+    assert written.ok, written.error
+    [record] = hubspot.get_objects("contacts", [contact.id], list(props))
+    stored = record["properties"]
+    assert stored["tandem_total_spent_usd"] == "80.00"
+    assert stored["tandem_average_order_value_eur"] == "9.99"
+    assert stored["tandem_order_count"] == "2"
+    # Date properties take midnight UTC in epoch ms and read back as the day.
+    assert (stored["tandem_first_order_date"], stored["tandem_last_order_date"]) == (
+        "2024-03-01",
+        "2024-04-02",
+    )

@@ -89,8 +89,8 @@ def upgrade() -> None:
         sa.Column("store_at", sync.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("crm_value", sa.JSON(), nullable=True),
         sa.Column("crm_at", sync.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("written_to", sa.String(length=8), nullable=True),
-        sa.Column("written_value", sa.JSON(), nullable=True),
+        sa.Column("store_written", sa.JSON(), nullable=True),
+        sa.Column("crm_written", sa.JSON(), nullable=True),
         sa.Column("written_at", sync.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("origin", sa.String(length=8), nullable=True),
         sa.Column("updated_at", sync.models.UTCDateTime(timezone=True), nullable=False),
@@ -194,7 +194,6 @@ def upgrade() -> None:
 
     with op.batch_alter_table("inbox", schema=None) as batch_op:
         batch_op.add_column(sa.Column("change_source", sa.String(length=200), nullable=True))
-
 
 
 def downgrade() -> None:
