@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from sync import jobs
+from sync import jobs, privacy
 from sync.models import Connection, ConnectionStatus, InboxEvent, InboxStatus, utcnow
 from sync.secrets import SecretsError, Vault
 
@@ -45,7 +45,9 @@ def record(
     """Store a store platform's delivery (idempotently) and queue its processing.
 
     Deliveries for an account with no connection are kept as ``unroutable`` for operators;
-    topics in ``deferred_topics`` are kept as ``deferred`` (acted on by a later feature).
+    topics in ``deferred_topics`` (compliance, uninstall) are kept as ``deferred``, which the
+    drain leaves alone, and get a privacy job of their own (``sync.privacy``) in this
+    transaction, whatever the connection's status.
     """
     connection = session.scalar(
         select(Connection).where(
@@ -72,6 +74,15 @@ def record(
     job_id = None
     if status == InboxStatus.PENDING and connection.status == ConnectionStatus.ACTIVE:
         job_id = drain_job(session, connection.id)
+    elif status == InboxStatus.DEFERRED:
+        # Even for a disconnected connection: Shopify's shop/redact comes 48 h after the
+        # uninstall that disconnected it, and is what purges the shop.
+        row_id = session.scalar(
+            select(InboxEvent.id).where(
+                InboxEvent.platform == platform, InboxEvent.delivery_id == delivery_id
+            )
+        )
+        job_id = privacy.queue_delivery(session, connection, topic, row_id)
     return Recorded(duplicate=False, routable=connection is not None, job_id=job_id)
 
 
@@ -228,5 +239,32 @@ def webhook_secret(
         return None
     try:
         return connection, vault.get(session, connection.id, "store", WEBHOOK_SECRET_KIND)
+    except SecretsError:
+        return None
+
+
+# The credential kind under which a connection's CRM change-channel secret is kept (CRM side):
+# the ``token`` of a Zoho watch channel, the ``?key=`` of a Salesforce outbound-message URL.
+WEBHOOK_TOKEN_KIND = "webhook_token"  # noqa: S105 - the name of a credential
+
+
+def crm_channel_token(
+    session: Session, vault: Vault, platform: str, connection_id: int
+) -> tuple[Connection, str] | None:
+    """The CRM connection a change notification claims to be for, and the channel secret Tandem
+    gave that CRM (credential side "crm", kind ``webhook_token``); None if either is unknown.
+
+    For CRMs whose notifications are authenticated per connection: Zoho echoes the watch
+    channel's ``token``, Salesforce outbound messages carry the ``?key=`` of the endpoint URL.
+    """
+    connection = session.scalar(
+        select(Connection).where(
+            Connection.id == connection_id, Connection.crm_platform == platform
+        )
+    )
+    if connection is None:
+        return None
+    try:
+        return connection, vault.get(session, connection.id, "crm", WEBHOOK_TOKEN_KIND)
     except SecretsError:
         return None

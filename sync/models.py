@@ -168,7 +168,7 @@ class InboxStatus(enum.StrEnum):
     PENDING = "pending"
     PROCESSED = "processed"
     UNROUTABLE = "unroutable"  # validly signed, but no connection for the account
-    DEFERRED = "deferred"  # recorded; acted on by a later feature (compliance, uninstall)
+    DEFERRED = "deferred"  # compliance and uninstall topics: a privacy job acts on them
     FAILED = "failed"
 
 

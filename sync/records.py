@@ -90,13 +90,27 @@ TOPICS: dict[str, dict[str, TopicMeaning]] = {
     },
 }
 
-# Verified and recorded now; acted on by the privacy and uninstall features.
+# Topics the drain does not process: each delivery becomes a privacy job of its own (kind
+# ``sync.privacy.JOB``), in the transaction that stores it; the value is the job's action.
+# Shopify's mandatory compliance topics and app/uninstalled
+# (https://shopify.dev/docs/apps/build/compliance/privacy-law-compliance); BigCommerce has no
+# compliance hooks, only store/app/uninstalled [BC-WH]; WooCommerce has neither (its erasure is
+# WordPress's privacy tools, which send customer.deleted at most).
+PRIVACY_TOPICS: dict[str, dict[str, str]] = {
+    "shopify": {
+        "customers/data_request": "data_request",
+        "customers/redact": "customer_redact",
+        "shop/redact": "shop_redact",
+        "app/uninstalled": "uninstalled",
+    },
+    "woocommerce": {},
+    "bigcommerce": {"store/app/uninstalled": "uninstalled"},
+}
+
+# What the receivers hand ``inbox.record`` as ``deferred_topics``: kept ``deferred`` in the inbox
+# (the drain leaves them alone) and acted on by their privacy job.
 DEFERRED_TOPICS: dict[str, frozenset[str]] = {
-    "shopify": frozenset(
-        {"customers/data_request", "customers/redact", "shop/redact", "app/uninstalled"}
-    ),
-    "woocommerce": frozenset(),
-    "bigcommerce": frozenset({"store/app/uninstalled"}),
+    platform: frozenset(topics) for platform, topics in PRIVACY_TOPICS.items()
 }
 
 
