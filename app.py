@@ -65,6 +65,12 @@ class Settings(BaseSettings):
         "https://{shop}", description="{shop} is replaced by the shop's domain"
     )
     hubspot_base_url: str = "https://api.hubapi.com"
+    hubspot_client_secret: SecretStr | None = Field(
+        None, description="the HubSpot app's client secret (webhook v3 signatures)"
+    )
+    hubspot_app_id: str | None = Field(
+        None, description="the HubSpot app's id (changeSource INTEGRATION events name it)"
+    )
     zoho_accounts_url: str | None = Field(
         None,
         description="Zoho accounts server for every data centre (default: each connection's)",
@@ -210,6 +216,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             return jsonify(health.snapshot(session))
 
     _register_cli(app)
+    _register_privacy_cli(app)
     return app
 
 
@@ -359,6 +366,129 @@ def create_connection(
     if job_id is not None:
         t.queue.submit_quietly(job_id, priority=jobs.PRIORITY_BACKFILL)
     return connection_id
+
+
+def _register_privacy_cli(app: Flask) -> None:
+    """``flask privacy ...`` (data requests, erasure, the connection's privacy settings) and
+    ``flask audit list``; the work itself is in ``sync.privacy``."""
+    from sync import privacy
+    from sync.models import AuditEntry, PrivacyExport
+
+    group = AppGroup("privacy", help="Data requests, erasure and privacy settings.")
+
+    @group.command("exports")
+    @click.option("--connection", "connection_id", type=int, default=None)
+    def privacy_exports(connection_id: int | None) -> None:
+        """List the exports made for data requests."""
+        t = _current()
+        _require_schema(t)
+        with transaction(t.sessions) as session:
+            stmt = select(PrivacyExport).order_by(PrivacyExport.id)
+            if connection_id is not None:
+                stmt = stmt.where(PrivacyExport.connection_id == connection_id)
+            for e in session.scalars(stmt):
+                click.echo(
+                    f"{e.id}\t{e.created_at:%Y-%m-%d %H:%M:%S}\tconnection {e.connection_id}\t"
+                    f"request {e.request_id}\t{e.subject}"
+                )
+
+    @group.command("export-show")
+    @click.argument("export_id", type=int)
+    def privacy_export_show(export_id: int) -> None:
+        """Everything the export holds, as JSON (what is handed to the merchant)."""
+        t = _current()
+        _require_schema(t)
+        with transaction(t.sessions) as session:
+            row = session.get(PrivacyExport, export_id)
+            if row is None:
+                raise click.ClickException(f"no export {export_id} (see `flask privacy exports`)")
+            click.echo(json.dumps(row.content, indent=2, ensure_ascii=False, default=str))
+
+    @group.command("forget")
+    @click.option("--connection", "connection_id", type=int, required=True)
+    @click.option("--customer", "customer_id", required=True, help="the store's customer id")
+    @click.option("--email", default=None, help="only if Tandem may not know it from the id")
+    @click.option(
+        "--crm",
+        "crm_action",
+        type=click.Choice(privacy.ON_CUSTOMER_DELETE),
+        default=None,
+        help="what the CRM contact gets (default: the connection's on_customer_delete)",
+    )
+    def privacy_forget(
+        connection_id: int, customer_id: str, email: str | None, crm_action: str | None
+    ) -> None:
+        """Erase a customer from Tandem (and the CRM, as set); the worker does it, audited."""
+        t = _current()
+        _require_schema(t)
+        with transaction(t.sessions) as session:
+            _get_connection(session, connection_id)
+            job_id = privacy.forget_job(
+                session, connection_id, customer_id, email=email, crm_action=crm_action
+            )
+        t.queue.submit_quietly(job_id)
+        click.echo(f"erasure of customer {customer_id} queued (job {job_id})")
+
+    @group.command("configure")
+    @click.option("--connection", "connection_id", type=int, required=True)
+    @click.option("--on-customer-delete", type=click.Choice(privacy.ON_CUSTOMER_DELETE))
+    @click.option(
+        "--purge-after-hours",
+        type=click.FloatRange(min=0, min_open=True),
+        help="retention after an uninstall that no shop/redact follows (BigCommerce)",
+    )
+    def privacy_configure(
+        connection_id: int, on_customer_delete: str | None, purge_after_hours: float | None
+    ) -> None:
+        """Set (or, with no option, show) a connection's privacy settings."""
+        t = _current()
+        _require_schema(t)
+        changes: dict[str, Any] = {}
+        if on_customer_delete is not None:
+            changes["on_customer_delete"] = on_customer_delete
+        if purge_after_hours is not None:
+            changes["purge_after_uninstall_hours"] = purge_after_hours
+        with transaction(t.sessions) as session:
+            connection = _get_connection(session, connection_id)
+            if changes:
+                connection.settings = {**(connection.settings or {}), **changes}
+                privacy.audit(
+                    session,
+                    connection_id,
+                    "privacy.settings",
+                    f"connection:{connection_id}",
+                    "operator",
+                    changes,
+                )
+            settings = connection.settings or {}
+            click.echo(
+                f"connection {connection_id}: on_customer_delete="
+                f"{privacy.customer_delete_setting(settings)}, purge_after_uninstall_hours="
+                f"{privacy.retention_hours(settings):g}"
+            )
+
+    app.cli.add_command(group)
+
+    audit = AppGroup("audit", help="What was done to people's and shops' data.")
+
+    @audit.command("list")
+    @click.option("--connection", "connection_id", type=int, default=None)
+    @click.option("--limit", default=50, show_default=True)
+    def audit_list(connection_id: int | None, limit: int) -> None:
+        """Newest first; connections already purged are still listed by their id."""
+        t = _current()
+        _require_schema(t)
+        with transaction(t.sessions) as session:
+            stmt = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+            if connection_id is not None:
+                stmt = stmt.where(AuditEntry.connection_id == connection_id)
+            for a in session.scalars(stmt):
+                click.echo(
+                    f"{a.id}\t{a.created_at:%Y-%m-%d %H:%M:%S}\tconnection {a.connection_id}\t"
+                    f"{a.action}\t{a.subject}\t{a.actor}\t{json.dumps(a.details, sort_keys=True)}"
+                )
+
+    app.cli.add_command(audit)
 
 
 def _register_cli(app: Flask) -> None:

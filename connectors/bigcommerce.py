@@ -25,6 +25,7 @@ from typing import Any
 
 import requests
 
+from connectors.crm import WriteResult
 from connectors.errors import ConfigurationError, PermanentError
 from connectors.http import Action, HttpClient, Policy
 from connectors.pagination import (
@@ -34,13 +35,26 @@ from connectors.pagination import (
     modified_window,
     page_numbers,
 )
+from mapping import bigcommerce as bigcommerce_mapping
+from mapping import writeback
 
 PLATFORM = "bigcommerce"
 DEFAULT_BASE_URL = "https://api.bigcommerce.com/stores/{store_hash}"
 ORDERS_PAGE_SIZE = 250  # v2 limit maximum [BC-ABOUT common-query-params; BCPY base.py]
 CUSTOMERS_PAGE_SIZE = 250  # the general maximum; v3 customers' own is UNCONFIRMED [BC-CUST]
 WRITE_BATCH = 10  # v3 customers POST/PUT; 413 above [BC-CUST]
+# ``PUT /v3/customers/addresses`` documents no per-call limit, only 3 concurrent requests
+# (UNCONFIRMED): the customers' limit of 10 is kept.
+ADDRESS_WRITE_BATCH = 10
 LOOKUP_BATCH = 50  # ids per ``id:in`` lookup, well inside URL length limits
+# What a CRM change can write to a BigCommerce customer (the mapping.writeback vocabulary):
+# names, phone and notes through ``PUT /v3/customers``, and the default address (the first,
+# as the mapping reads it) through ``PUT /v3/customers/addresses`` [BC-CUST]. No tags (v3
+# customers have none) and no email consent: ``accepts_product_review_abandoned_cart_emails``
+# is, as its schema says, whether the customer gets product-review or abandoned-cart emails,
+# not newsletter consent, which lives on /v3/customers/subscribers (consents[]) [BC-CUST
+# customers.v3.yml, subscribers.v3.yml].
+WRITABLE_FIELDS = frozenset({"first_name", "last_name", "phone", "note"} | writeback.ADDRESS_PATHS)
 # The quota is shared with every other app the merchant runs on the store [BC-RL]: riding it
 # to zero would starve them (and earn everyone 429s), so the budget plans with this share of
 # the announced quota held back.
@@ -73,6 +87,9 @@ ENDPOINTS: Mapping[str, Endpoint] = {
         "/v2/orders/{id}/products", _DOCS + "/orders/order-products#list-order-products"
     ),
     "customers": Endpoint("/v3/customers", _DOCS + "/customers#get-all-customers"),
+    "addresses": Endpoint(
+        "/v3/customers/addresses", _DOCS + "/customers/addresses#update-a-customer-address"
+    ),
     "hooks": Endpoint("/v3/hooks", "https://developer.bigcommerce.com/docs/integrations/webhooks"),
     "hook": Endpoint(
         "/v3/hooks/{id}", "https://developer.bigcommerce.com/docs/integrations/webhooks"
@@ -221,6 +238,33 @@ def _all_pages(
             return rows
 
 
+def _write_id(value: str) -> int:
+    """A customer id for a write; a non-number is the caller's bug (ValueError)."""
+    if isinstance(value, bool) or not str(value).isdigit() or int(value) < 1:
+        raise ValueError(f"{value!r} is not a BigCommerce customer id")
+    return int(value)
+
+
+def _missing(store_id: str) -> WriteResult:
+    return WriteResult(
+        key=store_id, ok=False, id=store_id, error="customer not found", not_found=True
+    )
+
+
+def _optional_stamp(raw: Mapping[str, Any]) -> datetime | None:
+    return _v3_stamp(raw) if raw.get("date_modified") or raw.get("date_created") else None
+
+
+# An address update that would make it identical to another of the customer's addresses
+# changes nothing and leaves it out of the answer (HTTP 200) [BC-CUST "Update a Customer
+# Address"].
+_ADDRESS_UNCHANGED = {
+    "code": "unchanged",
+    "message": "BigCommerce left the address unchanged: it would duplicate another address "
+    "of the customer",
+}
+
+
 def _refused(result: Mapping[str, Any]) -> bool:
     """Whether an update_customers result is a refusal rather than a customer."""
     return set(result) == {"id", "error"}
@@ -237,6 +281,7 @@ class BigCommerceConnector:
     platform = PLATFORM
     bulk_backfill = False  # no bulk export: backfills page through the list endpoints
     customers_incremental = True
+    writable_fields = WRITABLE_FIELDS
 
     def __init__(
         self,
@@ -445,8 +490,16 @@ class BigCommerceConnector:
         return results
 
     def _put_customers(self, chunk: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
-        body = [{**fields, "id": customer_id} for customer_id, fields in chunk]
-        response = self._call("PUT", ENDPOINTS["customers"].path, body=body, ok=_PER_ITEM_STATUSES)
+        missing = {"code": "missing", "message": "BigCommerce returned no result for it"}
+        return self._put_items(ENDPOINTS["customers"].path, chunk, missing)
+
+    def _put_items(
+        self, path: str, chunk: list[tuple[int, dict[str, Any]]], missing: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        """PUT a batch of ``(id, fields)``; one result per item (see :meth:`update_customers`),
+        ``{"id", "error": missing}`` for an item the answer leaves out."""
+        body = [{**fields, "id": item_id} for item_id, fields in chunk]
+        response = self._call("PUT", path, body=body, ok=_PER_ITEM_STATUSES)
         if response.status_code in _PER_ITEM_STATUSES:
             if len(chunk) == 1:
                 error = _error_body(response)
@@ -461,14 +514,131 @@ class BigCommerceConnector:
                     }
                 ]
             middle = len(chunk) // 2
-            return self._put_customers(chunk[:middle]) + self._put_customers(chunk[middle:])
+            return self._put_items(path, chunk[:middle], missing) + self._put_items(
+                path, chunk[middle:], missing
+            )
         answer = self._json(response) or {}
         by_id = {c.get("id"): c for c in answer.get("data") or [] if isinstance(c, dict)}
-        missing = {"code": "missing", "message": "BigCommerce returned no result for it"}
-        return [
-            by_id.get(customer_id) or {"id": customer_id, "error": missing}
-            for customer_id, _ in chunk
+        return [by_id.get(item_id) or {"id": item_id, "error": missing} for item_id, _ in chunk]
+
+    def write_customers(
+        self, patches: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[WriteResult]:
+        """Write canonical patches (mapping.writeback) to customers by id: one result per
+        patch, in order.
+
+        The customers are read first (with their addresses, LOOKUP_BATCH per call) and only
+        what differs is written: customer fields through ``PUT /v3/customers`` (WRITE_BATCH a
+        call), the default address through ``PUT /v3/customers/addresses``
+        (ADDRESS_WRITE_BATCH a call), each refused batch split until only the refused items
+        fail. A customer whose address changed is read again for its ``date_modified``
+        (whether an address change moves it is UNCONFIRMED; store/customer/updated does not
+        fire for one [BC-WH]). A customer that does not exist (before the write, or after a
+        refusal) is ``not_found``; one without an address cannot get an address written (a
+        new one needs a state or province, which the vocabulary lacks).
+
+        Raises ValueError for a path outside WRITABLE_FIELDS, a non-canonical value or an id
+        that is not a number; else as :meth:`orders_page`.
+        """
+        checked = [
+            (str(_write_id(store_id)), writeback.check_patch(patch, WRITABLE_FIELDS))
+            for store_id, patch in patches
         ]
+        current = {str(c["id"]): c for c in self.get_customers([i for i, _ in checked])}
+        results: list[WriteResult | None] = [None] * len(checked)
+        customer_writes: list[tuple[int, str, dict[str, Any]]] = []
+        address_writes: list[tuple[int, str, int, dict[str, Any]]] = []
+        for index, (store_id, patch) in enumerate(checked):
+            raw = current.get(store_id)
+            if raw is None:
+                results[index] = _missing(store_id)
+                continue
+            try:
+                customer = bigcommerce_mapping.customer_from_v3(raw)
+            except ValueError as exc:  # MappingError: a record we cannot compare with
+                results[index] = WriteResult(key=store_id, ok=False, id=store_id, error=str(exc))
+                continue
+            wanted = writeback.changes(customer, patch)
+            fields = bigcommerce_mapping.customer_update(wanted)
+            address = bigcommerce_mapping.address_update(wanted)
+            addresses = raw.get("addresses") or []
+            if address and not addresses:
+                results[index] = WriteResult(
+                    key=store_id,
+                    ok=False,
+                    id=store_id,
+                    error="the customer has no address to update; a new one needs a state "
+                    "or province, which Tandem does not write",
+                )
+                continue
+            if not fields and not address:
+                results[index] = WriteResult(
+                    key=store_id, ok=True, id=store_id, updated_at=customer.updated_at
+                )
+                continue
+            if fields:
+                customer_writes.append((index, store_id, fields))
+            if address:
+                address_writes.append((index, store_id, int(addresses[0]["id"]), address))
+        stamps, failures = self._write_fields(customer_writes)
+        failures.update(self._write_addresses(address_writes))
+        # Read back what the answers do not tell: date_modified after an address write (its
+        # answer is the address), and whether a refused customer still exists.
+        again = list(
+            dict.fromkeys(
+                [checked[i][0] for i, *_ in address_writes] + [checked[i][0] for i in failures]
+            )
+        )
+        now = {str(c["id"]): c for c in self.get_customers(again)} if again else {}
+        for index in {i for i, *_ in customer_writes} | {i for i, *_ in address_writes}:
+            store_id = checked[index][0]
+            error = failures.get(index)
+            if error is not None:
+                results[index] = WriteResult(
+                    key=store_id,
+                    ok=False,
+                    id=store_id,
+                    error=str(error.get("message")),
+                    details=error.get("details", error),
+                    not_found=store_id not in now,
+                )
+                continue
+            stamp = _optional_stamp(now[store_id]) if store_id in now else stamps.get(index)
+            results[index] = WriteResult(key=store_id, ok=True, id=store_id, updated_at=stamp)
+        return [r for r in results if r is not None]
+
+    def _write_fields(
+        self, writes: Sequence[tuple[int, str, dict[str, Any]]]
+    ) -> tuple[dict[int, datetime | None], dict[int, dict[str, Any]]]:
+        """``PUT /v3/customers`` for ``(index, id, fields)``: the saved customers'
+        ``date_modified`` and the refused, by index."""
+        answers = self.update_customers([(store_id, body) for _, store_id, body in writes])
+        stamps: dict[int, datetime | None] = {}
+        refused: dict[int, dict[str, Any]] = {}
+        for (index, _, _), answer in zip(writes, answers, strict=True):
+            if _refused(answer):
+                refused[index] = answer["error"]
+            else:
+                stamps[index] = _optional_stamp(answer)
+        return stamps, refused
+
+    def _write_addresses(
+        self, writes: Sequence[tuple[int, str, int, dict[str, Any]]]
+    ) -> dict[int, dict[str, Any]]:
+        """``PUT /v3/customers/addresses`` for ``(index, customer id, address id, fields)``,
+        ADDRESS_WRITE_BATCH a call; the refused, by index."""
+        refused: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(writes), ADDRESS_WRITE_BATCH):
+            chunk = list(writes[start : start + ADDRESS_WRITE_BATCH])
+            answers = self._put_items(
+                ENDPOINTS["addresses"].path,
+                [(address_id, body) for _, _, address_id, body in chunk],
+                _ADDRESS_UNCHANGED,
+            )
+            for (index, *_), answer in zip(chunk, answers, strict=True):
+                if _refused(answer):
+                    refused[index] = answer["error"]
+        return refused
 
     def _hooks(self) -> list[dict[str, Any]]:
         """Every hook of our token (only those are listed [BC-WH]): a handful at most."""

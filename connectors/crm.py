@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 # A spent daily allocation (Salesforce's rolling 24-hour API count, Zoho's credits) says nothing
@@ -37,7 +38,9 @@ class WriteResult:
 
     ``details`` is the platform's own error, kept verbatim for the dead letter; ``not_found``
     says the record addressed by id no longer exists in the CRM (deleted since we linked it),
-    so the engine can recreate it instead of dead-lettering the change.
+    so the engine can recreate it instead of dead-lettering the change. ``updated_at`` is, for
+    a store write, the store's modification time of the customer after the write (UTC-aware,
+    from the platform's answer), so the engine can recognise the change when it comes back.
     """
 
     key: str
@@ -47,6 +50,7 @@ class WriteResult:
     error: str | None = None
     details: object = None
     not_found: bool = False
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import requests
 
+from connectors.crm import WriteResult
 from connectors.errors import ConfigurationError, PermanentError, RetriableError
 from connectors.http import Action, HttpClient, Policy
 from connectors.pagination import Page
+from mapping import shopify as shopify_mapping
+from mapping import writeback
 
 PLATFORM = "shopify"
 
@@ -43,6 +46,10 @@ DOCS = {
     "customers": "https://shopify.dev/docs/api/admin-graphql/2026-01/queries/customers",
     "orders": "https://shopify.dev/docs/api/admin-graphql/2026-01/queries/orders",
     "customerUpdate": "https://shopify.dev/docs/api/admin-graphql/2026-01/mutations/customerUpdate",
+    "customerEmailMarketingConsentUpdate": "https://shopify.dev/docs/api/admin-graphql/2026-01/mutations/customerEmailMarketingConsentUpdate",
+    "customerAddressUpdate": "https://shopify.dev/docs/api/admin-graphql/2026-01/mutations/customerAddressUpdate",
+    "customerAddressCreate": "https://shopify.dev/docs/api/admin-graphql/2026-01/mutations/customerAddressCreate",
+    "nodes": "https://shopify.dev/docs/api/admin-graphql/2026-01/queries/nodes",
     "bulkOperationRunQuery": "https://shopify.dev/docs/api/admin-graphql/2026-01/mutations/bulkOperationRunQuery",
     "bulk": "https://shopify.dev/docs/api/usage/bulk-operations/queries",
 }
@@ -195,6 +202,43 @@ query TandemBulkStatus($id: ID!) {
   node(id: $id) { ... on BulkOperation { id status errorCode objectCount url } }
 }"""
 
+# --------------------------------------------------------------------------- write-back
+# What a CRM change can write to a Shopify customer (the mapping.writeback vocabulary):
+# names, phone, note and tags through customerUpdate (tags replace the list) [SH-CUSTUPD];
+# email consent through customerEmailMarketingConsentUpdate (consent cannot be set by
+# customerUpdate in current versions); the default address through customerAddressUpdate on
+# the customer's defaultAddress, or customerAddressCreate with setAsDefault when it has none
+# (both since 2025-04, https://shopify.dev/changelog/new-customer-address-capabilities-in-the-admin-api;
+# this connector pins 2026-01, whose CustomerInput no longer documents ``addresses``).
+WRITABLE_FIELDS = frozenset(
+    {"first_name", "last_name", "phone", "note", "tags", "consent.email"} | writeback.ADDRESS_PATHS
+)
+# What a write compares the patch with, read by id first (nodes(ids:), not the search index,
+# which may lag a fresh write): the patched fields and the default address's id.
+WRITE_READ_FIELDS = f"""
+    id legacyResourceId firstName lastName note tags createdAt updatedAt
+    defaultEmailAddress {{ emailAddress }}
+    defaultPhoneNumber {{ phoneNumber }}
+    emailMarketingConsent {{ marketingState marketingOptInLevel consentUpdatedAt }}
+    defaultAddress {{ {ADDRESS_FIELDS} }}
+"""
+# Customer 1 + defaultEmailAddress, defaultPhoneNumber, emailMarketingConsent, defaultAddress.
+WRITE_READ_NODE_COST = 5
+MAX_NODE_IDS = 250  # input arrays hold at most 250 items [SH-LIMITS]
+WRITE_READ_BATCH = min(MAX_NODE_IDS, MAX_QUERY_COST // WRITE_READ_NODE_COST)  # 200
+CUSTOMERS_FOR_WRITE = f"""
+query TandemCustomersForWrite($ids: [ID!]!) {{
+  nodes(ids: $ids) {{ ... on Customer {{ {WRITE_READ_FIELDS} }} }}
+}}"""
+CUSTOMERS_UPDATED_AT = """
+query TandemCustomersUpdatedAt($ids: [ID!]!) {
+  nodes(ids: $ids) { ... on Customer { id updatedAt } }
+}"""
+# One aliased mutation: 10, plus its payload's object (customer or address) and userErrors.
+WRITE_OPERATION_COST = MUTATION_COST + 2
+# Shopify's answer for an id that is no customer (live wording, see sandbox customerUpdate).
+CUSTOMER_MISSING = "Customer does not exist"
+
 # What each query asks of the shared rate budget: its requested cost.
 COSTS: Mapping[str, int] = {
     "customers": CONNECTION_COST + CUSTOMERS_PAGE_SIZE * CUSTOMER_NODE_COST,
@@ -205,6 +249,9 @@ COSTS: Mapping[str, int] = {
     "customer_update": MUTATION_COST + CUSTOMER_NODE_COST + 1,
     "bulk_run": MUTATION_COST + 2,
     "bulk_status": 1,
+    # per customer asked for; a write document costs WRITE_OPERATION_COST per mutation
+    "customer_for_write": WRITE_READ_NODE_COST,
+    "customer_updated_at": 1,
 }
 # Nested connection children in bulk JSONL, by the type in their GID: where they belong.
 BULK_CHILDREN: Mapping[str, str] = {"LineItem": "lineItems"}
@@ -374,6 +421,60 @@ class BulkChunk:
     next_offset: int | None
 
 
+@dataclass(frozen=True)
+class _Mutation:
+    """One aliased mutation of a write document."""
+
+    field: str
+    arguments: tuple[tuple[str, str, Any], ...]  # (argument, GraphQL type, value)
+    selection: str
+    stamps: bool  # its payload carries the customer's updatedAt
+
+
+@dataclass
+class _Plan:
+    """What one patch writes, in order, and what Shopify answered for it."""
+
+    store_id: str
+    mutations: list[_Mutation]
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    updated_at: datetime | None = None
+    not_found: bool = False
+
+
+_CUSTOMER_PAYLOAD = "customer { id updatedAt } userErrors { field message }"
+_CONSENT_PAYLOAD = "customer { id updatedAt } userErrors { field message code }"
+_ADDRESS_PAYLOAD = "address { id } userErrors { field message }"
+_VARIABLE = re.compile(r"\$c(\d+)_\d+_\w+")
+
+
+def _write_document(plans: Sequence[_Plan]) -> tuple[str, dict[str, Any]]:
+    """One mutation document for ``plans``: alias ``c{plan}_{step}`` per mutation, executed in
+    that order (a document's mutations run one after the other, GraphQL spec 6.2.2), each
+    argument a variable ``$c{plan}_{step}_{argument}``."""
+    declarations, fields, variables = [], [], {}
+    for k, plan in enumerate(plans):
+        for j, mutation in enumerate(plan.mutations):
+            alias = f"c{k}_{j}"
+            arguments = []
+            for name, type_, value in mutation.arguments:
+                variable = f"{alias}_{name}"
+                declarations.append(f"${variable}: {type_}")
+                arguments.append(f"{name}: ${variable}")
+                variables[variable] = value
+            fields.append(
+                f"  {alias}: {mutation.field}({', '.join(arguments)}) {{ {mutation.selection} }}"
+            )
+    query = f"mutation TandemCustomerWrite({', '.join(declarations)}) {{\n"
+    return query + "\n".join(fields) + "\n}", variables
+
+
+def _stamp(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
+
+
 def _gid(kind: str, legacy_id: str) -> str:
     return f"gid://shopify/{kind}/{legacy_id}"
 
@@ -404,6 +505,7 @@ class ShopifyConnector:
     # Full history comes from bulkOperationRunQuery [SH-BULK]; both lists filter on updated_at.
     bulk_backfill = True
     customers_incremental = True
+    writable_fields = WRITABLE_FIELDS
 
     def __init__(
         self,
@@ -413,10 +515,15 @@ class ShopifyConnector:
         http: HttpClient,
         base_url_template: str = DEFAULT_BASE_URL,
         api_version: str = DEFAULT_API_VERSION,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.shop = normalise_shop_domain(shop)
         self.http = http
         self.api_version = api_version
+        # When a consent change was decided (consentUpdatedAt); tests pass a fixed one.
+        self._clock = clock or (lambda: datetime.now(UTC).replace(microsecond=0))
+        # The bucket size Shopify last announced (throttleStatus.maximumAvailable).
+        self._bucket_size: float | None = None
         self.endpoint = base_url_template.format(shop=self.shop).rstrip("/") + GRAPHQL_PATH.format(
             version=api_version
         )
@@ -424,8 +531,11 @@ class ShopifyConnector:
         http.add_secret(access_token)
 
     # ------------------------------------------------------------------ plumbing
-    def _graphql(self, query: str, variables: Mapping[str, Any], cost: str) -> dict[str, Any]:
-        """POST one operation; returns the whole body (data and extensions).
+    def _graphql(
+        self, query: str, variables: Mapping[str, Any], cost: str | float
+    ) -> dict[str, Any]:
+        """POST one operation; returns the whole body (data and extensions). ``cost`` is a
+        COSTS key or the requested cost itself.
 
         Raises the connectors.errors classes through the HttpClient and SHOPIFY_POLICY.
         """
@@ -434,8 +544,11 @@ class ShopifyConnector:
             self.endpoint,
             json={"query": query, "variables": dict(variables)},
             headers=self._headers,
-            cost=float(COSTS[cost]),
+            cost=float(COSTS[cost] if isinstance(cost, str) else cost),
         )
+        status = throttle_status(response)
+        if status is not None:
+            self._bucket_size = status["maximumAvailable"]
         body = _body(response)
         if not isinstance(body.get("data"), dict):
             raise PermanentError(
@@ -664,3 +777,230 @@ class ShopifyConnector:
                 details=errors,
             )
         return payload["customer"]
+
+    def write_customers(
+        self, patches: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[WriteResult]:
+        """Write canonical patches (mapping.writeback) to customers by numeric id: one result
+        per patch, in order.
+
+        Each customer is read first (nodes(ids:), WRITE_READ_BATCH per query) and only what
+        differs is written, so a repeated write sends nothing and Shopify's updatedAt does not
+        move. The mutations of many customers go in one document, aliased, as many as the
+        requested cost allows (1000 per query, or the bucket size Shopify announces if
+        smaller); a customer's mutations stay in one document, address first, then
+        customerUpdate, then consent. userErrors (HTTP 200) become that customer's failure; a
+        customer that does not exist is ``not_found``.
+
+        Raises ValueError for a path outside WRITABLE_FIELDS, a non-canonical value or an id
+        that is not a Shopify id; connectors.errors.* when a whole call fails.
+        """
+        checked = [
+            (shopify_mapping.legacy_id(store_id), writeback.check_patch(patch, WRITABLE_FIELDS))
+            for store_id, patch in patches
+        ]
+        nodes = self._customers_for_write([i for i, _ in checked])
+        now = self._clock()
+        results: list[WriteResult | None] = [None] * len(checked)
+        plans: dict[int, _Plan] = {}
+        for index, (store_id, patch) in enumerate(checked):
+            node = nodes.get(store_id)
+            if node is None:
+                results[index] = WriteResult(
+                    key=store_id, ok=False, id=store_id, error=CUSTOMER_MISSING, not_found=True
+                )
+                continue
+            try:
+                current = shopify_mapping.customer_from_graphql(node)
+            except ValueError as exc:  # MappingError: a record we cannot compare with
+                results[index] = WriteResult(key=store_id, ok=False, id=store_id, error=str(exc))
+                continue
+            mutations = self._mutations(node, current, writeback.changes(current, patch), now)
+            if not mutations:
+                results[index] = WriteResult(
+                    key=store_id, ok=True, id=store_id, updated_at=current.updated_at
+                )
+                continue
+            plans[index] = _Plan(store_id, mutations)
+        pending = list(plans.values())
+        while pending:
+            cap = self._cost_cap()
+            document: list[_Plan] = []
+            cost = 0
+            while pending:
+                more = len(pending[0].mutations) * WRITE_OPERATION_COST
+                if document and cost + more > cap:
+                    break
+                document.append(pending.pop(0))
+                cost += more
+            self._send_writes(document)
+        self._stamp_unstamped([p for p in plans.values() if not p.errors and not p.updated_at])
+        for index, plan in plans.items():
+            results[index] = _plan_result(plan)
+        return [r for r in results if r is not None]
+
+    def _cost_cap(self) -> float:
+        """The most one query may request: 1000, or less when Shopify announces a smaller
+        bucket (a query costing more than the bucket holds could never be served)."""
+        return min(float(MAX_QUERY_COST), self._bucket_size or float(MAX_QUERY_COST))
+
+    @staticmethod
+    def _mutations(
+        node: Mapping[str, Any], current: Any, wanted: Mapping[str, Any], now: datetime
+    ) -> list[_Mutation]:
+        """The mutations that make ``current`` what ``wanted`` (its changed paths) asks."""
+        gid = node["id"]
+        mutations = []
+        if wanted.keys() & writeback.ADDRESS_PATHS:
+            default = node.get("defaultAddress")
+            address = shopify_mapping.mailing_address_input(wanted, default)
+            if default:
+                arguments: tuple[tuple[str, str, Any], ...] = (
+                    ("customerId", "ID!", gid),
+                    ("addressId", "ID!", default["id"]),
+                    ("address", "MailingAddressInput!", address),
+                )
+                mutations.append(
+                    _Mutation("customerAddressUpdate", arguments, _ADDRESS_PAYLOAD, False)
+                )
+            else:
+                arguments = (
+                    ("customerId", "ID!", gid),
+                    ("address", "MailingAddressInput!", address),
+                    ("setAsDefault", "Boolean", True),
+                )
+                mutations.append(
+                    _Mutation("customerAddressCreate", arguments, _ADDRESS_PAYLOAD, False)
+                )
+        fields = shopify_mapping.customer_update_input(wanted)
+        if fields:
+            arguments = (("input", "CustomerInput!", {**fields, "id": gid}),)
+            mutations.append(_Mutation("customerUpdate", arguments, _CUSTOMER_PAYLOAD, True))
+        if "consent.email" in wanted:
+            consent = shopify_mapping.email_marketing_consent_input(
+                wanted["consent.email"], current=current.consent.email, consent_updated_at=now
+            )
+            if consent is not None:
+                value = {"customerId": gid, "emailMarketingConsent": consent}
+                arguments = (("input", "CustomerEmailMarketingConsentUpdateInput!", value),)
+                mutations.append(
+                    _Mutation(
+                        "customerEmailMarketingConsentUpdate", arguments, _CONSENT_PAYLOAD, True
+                    )
+                )
+        return mutations
+
+    def _customers_for_write(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The customers of ``ids`` that exist, by numeric id, read by id. Raises
+        connectors.errors.*."""
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, dict[str, Any]] = {}
+        size = max(1, min(WRITE_READ_BATCH, int(self._cost_cap()) // WRITE_READ_NODE_COST))
+        for start in range(0, len(wanted), size):
+            chunk = wanted[start : start + size]
+            body = self._graphql(
+                CUSTOMERS_FOR_WRITE,
+                {"ids": [_gid("Customer", i) for i in chunk]},
+                COSTS["customer_for_write"] * len(chunk),
+            )
+            for node in body["data"].get("nodes") or []:
+                if node and node.get("id"):
+                    found[shopify_mapping.legacy_id(node["id"])] = node
+        return found
+
+    def _send_writes(self, plans: list[_Plan]) -> None:
+        """Send one write document and record each plan's outcome.
+
+        A variable Shopify refuses before running anything (INVALID_VARIABLE, e.g. a country
+        its CountryCode enum lacks) fails only the customer it belongs to; the others are sent
+        again without it. Raises connectors.errors.* for any other refusal of the document.
+        """
+        query, variables = _write_document(plans)
+        cost = sum(len(p.mutations) for p in plans) * WRITE_OPERATION_COST
+        try:
+            body = self._graphql(query, variables, cost)
+        except PermanentError as exc:
+            details = exc.details if isinstance(exc.details, dict) else {}
+            if isinstance(details.get("data"), dict):
+                body = details  # some mutations ran: their results are in the data
+            else:
+                refused = _refused_variables(details)
+                if refused is None:
+                    raise
+                for k, errors in refused.items():
+                    plans[k].errors.extend(errors)
+                rest = [p for k, p in enumerate(plans) if k not in refused]
+                if rest:
+                    self._send_writes(rest)
+                return
+        data = body["data"]
+        failures = {
+            str(e["path"][0]): e
+            for e in body.get("errors") or []
+            if isinstance(e, dict) and e.get("path")
+        }
+        for k, plan in enumerate(plans):
+            for j, mutation in enumerate(plan.mutations):
+                alias = f"c{k}_{j}"
+                payload = data.get(alias)
+                if payload is None:
+                    message = (failures.get(alias) or {}).get("message") or "no result"
+                    plan.errors.append({"mutation": mutation.field, "message": message})
+                    continue
+                for error in payload.get("userErrors") or []:
+                    plan.errors.append({"mutation": mutation.field, **error})
+                    plan.not_found = plan.not_found or error.get("message") == CUSTOMER_MISSING
+                customer = payload.get("customer") or {}
+                if mutation.stamps and customer.get("updatedAt"):
+                    plan.updated_at = _stamp(customer["updatedAt"])
+
+    def _stamp_unstamped(self, plans: Sequence[_Plan]) -> None:
+        """updatedAt for customers whose mutations returned none (an address change alone:
+        its payload is the address). Raises connectors.errors.*."""
+        by_id = {p.store_id: p for p in plans}
+        ids = list(by_id)
+        size = max(1, min(MAX_NODE_IDS, int(self._cost_cap()) // COSTS["customer_updated_at"]))
+        for start in range(0, len(ids), size):
+            chunk = ids[start : start + size]
+            body = self._graphql(
+                CUSTOMERS_UPDATED_AT,
+                {"ids": [_gid("Customer", i) for i in chunk]},
+                COSTS["customer_updated_at"] * len(chunk),
+            )
+            for node in body["data"].get("nodes") or []:
+                if node and node.get("id"):
+                    by_id[shopify_mapping.legacy_id(node["id"])].updated_at = _stamp(
+                        node.get("updatedAt")
+                    )
+
+
+def _refused_variables(body: Mapping[str, Any]) -> dict[int, list[dict[str, Any]]] | None:
+    """The plans whose variables Shopify refused (INVALID_VARIABLE), with the errors; None
+    when anything else was refused too (then the document itself is at fault)."""
+    refused: dict[int, list[dict[str, Any]]] = {}
+    for error in body.get("errors") or []:
+        code = ((error or {}).get("extensions") or {}).get("code")
+        match = _VARIABLE.search(str((error or {}).get("message", "")))
+        if code != "INVALID_VARIABLE" or match is None:
+            return None
+        refused.setdefault(int(match.group(1)), []).append(
+            {"mutation": None, "message": error.get("message"), **(error.get("extensions") or {})}
+        )
+    return refused or None
+
+
+def _plan_result(plan: _Plan) -> WriteResult:
+    if plan.errors:
+        reason = "; ".join(
+            f"{e['mutation']}: {e.get('message')}" if e.get("mutation") else str(e.get("message"))
+            for e in plan.errors
+        )
+        return WriteResult(
+            key=plan.store_id,
+            ok=False,
+            id=plan.store_id,
+            error=reason,
+            details=plan.errors,
+            not_found=plan.not_found,
+        )
+    return WriteResult(key=plan.store_id, ok=True, id=plan.store_id, updated_at=plan.updated_at)

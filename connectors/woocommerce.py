@@ -31,6 +31,7 @@ import requests
 import requests.auth
 from woocommerce.oauth import OAuth
 
+from connectors.crm import WriteResult
 from connectors.errors import ConfigurationError, PermanentError
 from connectors.http import Action, HttpClient, Policy, retry_after_header
 from connectors.pagination import (
@@ -40,6 +41,8 @@ from connectors.pagination import (
     modified_window,
     page_numbers,
 )
+from mapping import woocommerce as woocommerce_mapping
+from mapping import writeback
 
 PLATFORM = "woocommerce"
 API_PATH = "/wp-json/wc/v3"
@@ -73,6 +76,14 @@ WEBHOOK_TOPICS = (
     "order.deleted",  # fires on trashing [WC-SRC wc-webhook-functions.php]
     "order.restored",
 )
+# What a CRM change can write to a WooCommerce customer (the mapping.writeback vocabulary):
+# names, the phone (billing.phone) and the default address (see mapping.woocommerce
+# customer_update). WooCommerce customers have no tags, note or marketing consent of their
+# own [WC-DOCS _customers.md]; plugins keep those in meta_data, which is not a contract.
+WRITABLE_FIELDS = frozenset({"first_name", "last_name", "phone"} | writeback.ADDRESS_PATHS)
+# The answer for an update of an id that is no customer [WC-SRC
+# class-wc-rest-customers-controller.php update_item: 400 woocommerce_rest_invalid_id].
+INVALID_ID = "woocommerce_rest_invalid_id"
 # WordPress answers a page past the last with this error; some WooCommerce versions answer
 # [] instead (UNCONFIRMED which) [WP-PAG]: both end a scan.
 _PAST_THE_END = "rest_post_invalid_page_number"
@@ -204,12 +215,43 @@ def _id(value: str) -> int:
         raise PermanentError(f"{value!r} is not a WooCommerce id", platform=PLATFORM) from None
 
 
+def _write_id(value: str) -> int:
+    """A customer id for a write; a non-number is the caller's bug (ValueError)."""
+    if isinstance(value, bool) or not str(value).isdigit() or int(value) < 1:
+        raise ValueError(f"{value!r} is not a WooCommerce customer id")
+    return int(value)
+
+
+def _missing(store_id: str) -> WriteResult:
+    return WriteResult(
+        key=store_id, ok=False, id=store_id, error="Invalid resource ID.", not_found=True
+    )
+
+
+def _write_result(store_id: str, answer: Mapping[str, Any]) -> WriteResult:
+    """One item of a batch answer: the customer as saved, or ``{id, error}``."""
+    error = answer.get("error")
+    if isinstance(error, Mapping):
+        return WriteResult(
+            key=store_id,
+            ok=False,
+            id=store_id,
+            error=str(error.get("message") or error.get("code")),
+            details=dict(error),
+            not_found=error.get("code") == INVALID_ID,
+        )
+    return WriteResult(
+        key=store_id, ok=True, id=store_id, updated_at=_gmt(answer, "date_modified_gmt")
+    )
+
+
 class WooCommerceConnector:
     """One WooCommerce site. Every call goes through ``http`` (retries, budget, SSRF guard)."""
 
     platform = PLATFORM
     bulk_backfill = False  # no bulk export: backfills page through the list endpoints
     customers_incremental = False  # no modification filter on /customers
+    writable_fields = WRITABLE_FIELDS
 
     def __init__(
         self,
@@ -398,6 +440,72 @@ class WooCommerceConnector:
                 )
             results.extend(items)
         return results
+
+    def write_customers(
+        self, patches: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[WriteResult]:
+        """Write canonical patches (mapping.writeback) to customers by id: one result per
+        patch, in order.
+
+        The customers are read first (``GET /customers?include=...``, PAGE_SIZE ids a call)
+        and only what differs is sent, through ``/customers/batch`` (BATCH_SIZE a call). That
+        read is what makes a repeated write a no-op: WooCommerce itself saves every update it
+        is sent, moving ``date_modified`` and firing ``customer.updated`` even when nothing
+        changed (the data store's update() always calls wp_update_user, whose profile_update
+        hook stamps ``last_update`` [WC-SRC class-wc-customer-data-store.php,
+        wc-user-functions.php wc_update_profile_last_update_time]). A per-item refusal is that
+        customer's failure; an id that is no customer is ``not_found``.
+
+        Raises ValueError for a path outside WRITABLE_FIELDS, a non-canonical value or an id
+        that is not a number; else as :meth:`orders_page`.
+        """
+        checked = [
+            (str(_write_id(store_id)), writeback.check_patch(patch, WRITABLE_FIELDS))
+            for store_id, patch in patches
+        ]
+        current = self._customers_by_id([i for i, _ in checked])
+        results: list[WriteResult | None] = [None] * len(checked)
+        writes: list[tuple[int, str, dict[str, Any]]] = []
+        for index, (store_id, patch) in enumerate(checked):
+            raw = current.get(store_id)
+            if raw is None:
+                results[index] = _missing(store_id)
+                continue
+            try:
+                customer = woocommerce_mapping.customer_from_rest(raw)
+            except ValueError as exc:  # MappingError: a record we cannot compare with
+                results[index] = WriteResult(key=store_id, ok=False, id=store_id, error=str(exc))
+                continue
+            wanted = writeback.changes(customer, patch)
+            if not wanted:
+                results[index] = WriteResult(
+                    key=store_id, ok=True, id=store_id, updated_at=customer.updated_at
+                )
+                continue
+            writes.append((index, store_id, woocommerce_mapping.customer_update(wanted, raw)))
+        answers = self.update_customers([(store_id, body) for _, store_id, body in writes])
+        for (index, store_id, _), answer in zip(writes, answers, strict=True):
+            results[index] = _write_result(store_id, answer)
+        return [r for r in results if r is not None]
+
+    def _customers_by_id(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The customers of ``ids`` that exist, whatever their role, by id: PAGE_SIZE ids per
+        list call (``include``, comma-separated: the OAuth signer keeps one value per key)."""
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), PAGE_SIZE):
+            chunk = wanted[start : start + PAGE_SIZE]
+            params = {
+                "include": ",".join(chunk),
+                "per_page": PAGE_SIZE,
+                "role": "all",
+                "orderby": "id",
+                "order": "asc",
+            }
+            for raw in self._list(ENDPOINTS["customers"].path, params).records:
+                if str(raw.get("id")) in chunk:  # only what was asked for
+                    found[str(raw["id"])] = raw
+        return found
 
     def ensure_webhooks(self, address: str, secret: str) -> list[dict[str, Any]]:
         """Make sure each of WEBHOOK_TOPICS has a webhook to ``address`` signed with

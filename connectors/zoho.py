@@ -110,7 +110,23 @@ ENDPOINTS: Mapping[str, Endpoint] = {
     "upsert": Endpoint("POST", "/crm/{version}/{module}/upsert", _DOCS + "upsert-records.html"),
     "delete": Endpoint("DELETE", "/crm/{version}/{module}", _DOCS + "delete-records.html"),
     "fields": Endpoint("GET", "/crm/{version}/settings/fields", _DOCS + "field-meta.html"),
+    # Watch channels (change notifications): scope ZohoCRM.notifications.ALL (or .CREATE to
+    # enable, .DELETE to disable), notifications/overview.html and zoho/crm-oas v8.0/
+    # notifications/operations/*/operation.md.
+    "watch": Endpoint("POST", "/crm/{version}/actions/watch", _DOCS + "notifications/enable.html"),
+    "unwatch": Endpoint(
+        "DELETE", "/crm/{version}/actions/watch", _DOCS + "notifications/disable.html"
+    ),
 }
+# The OAuth scope the watch endpoints need, beside the modules' and fields' scopes (README).
+NOTIFICATIONS_SCOPE = "ZohoCRM.notifications.ALL"
+# A channel's ``token`` is echoed in every callback; at most 50 characters (enable.html; the
+# crm-oas schema says 256, the docs' 50 is the stricter).
+WATCH_TOKEN_MAX = 50
+# ``channel_expiry`` may be at most a week ahead; a later one (or none) gets the default of
+# one hour (enable.html "If it is not specified or set for more than a week, the default
+# expiry time is for one hour").
+WATCH_MAX_LIFETIME_SECONDS = 7 * 24 * 3600
 
 # Answers of the token endpoint that mean the refresh token or the client is no longer valid.
 # Zoho sometimes answers these with HTTP 200 (ZO-ACCOUNTS; the status is UNCONFIRMED).
@@ -955,6 +971,102 @@ class ZohoConnector:
                 continue
             out.extend(r for r in _body(response).get("data") or [] if isinstance(r, dict))
         return out
+
+    # ----------------------------------------------------------------- change notifications
+
+    def watch(
+        self,
+        channel_id: int,
+        events: Sequence[str],
+        notify_url: str,
+        token: str,
+        expiry: datetime,
+    ) -> datetime:
+        """Enable (or renew) watch channel ``channel_id`` for ``events`` ("Contacts.all",
+        "Deals.edit", ...): Zoho POSTs ``{ids, module, operation, channel_id, token, ...}`` to
+        ``notify_url`` on every such change until the channel expires. ``expiry`` (naive means
+        UTC) should be at most a week ahead: past that Zoho grants one hour.
+
+        Returns the expiry Zoho granted (UTC; the earliest, if several modules). Raises
+        ValueError for a token longer than 50 characters, ConfigurationError when the token
+        lacks the ZohoCRM.notifications scope (OAUTH_SCOPE_MISMATCH), PermanentError with
+        Zoho's code when the channel is refused, and the HttpClient's errors.
+        """
+        if not token or len(token) > WATCH_TOKEN_MAX:
+            raise ValueError(f"a watch token has 1 to {WATCH_TOKEN_MAX} characters")
+        body = {
+            "watch": [
+                {
+                    "channel_id": str(channel_id),
+                    "events": list(events),
+                    "channel_expiry": _iso(expiry),
+                    "token": token,
+                    "notify_url": notify_url,
+                    # Ids are enough: the worker reads the records (and field values in a
+                    # callback would be one more copy of personal data in the inbox).
+                    "return_affected_field_values": False,
+                    "notify_on_related_action": False,
+                }
+            ]
+        }
+        response = self._call("watch", body=body, ok=(400,))
+        items = _body(response).get("watch")
+        item = items[0] if isinstance(items, list) and items else None
+        if response.status_code >= 300 or not isinstance(item, Mapping):
+            raise _watch_failure([str(channel_id)], response)
+        if item.get("status") != "success":
+            raise _watch_failure([str(channel_id)], response)
+        granted = []
+        for event in _item_details(item).get("events") or []:
+            try:
+                moment = datetime.fromisoformat(str(event.get("channel_expiry")))
+            except (AttributeError, ValueError):
+                continue
+            granted.append(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+        if not granted:
+            raise PermanentError(
+                f"Zoho CRM enabled watch channel {channel_id} but named no channel_expiry",
+                platform=PLATFORM,
+                status=response.status_code,
+                details=_body(response),
+            )
+        return min(granted).astimezone(UTC)
+
+    def unwatch(self, channel_ids: Sequence[int]) -> None:
+        """Disable watch channels (every module each one watches). A channel Zoho no longer
+        knows is already what we want: not an error.
+
+        Raises ConfigurationError (missing scope) and the HttpClient's errors.
+        """
+        ids = [str(i) for i in dict.fromkeys(channel_ids)]
+        if not ids:
+            return
+        # Per-channel results come in a 200 or 207 (crm-oas v8.0 disableNotifications
+        # examples); what a channel Zoho no longer knows gets is UNCONFIRMED, so per-channel
+        # refusals (a 400 with a ``watch`` list) are not errors; any other 400 is.
+        response = self._call("unwatch", params={"channel_ids": ",".join(ids)}, ok=(400,))
+        if response.status_code == 400 and not isinstance(_body(response).get("watch"), list):
+            raise _watch_failure(ids, response)
+
+
+def _watch_failure(channel_ids: Sequence[str], response: requests.Response) -> PermanentError:
+    """A watch request refused: Zoho's per-channel ``{code, details, message}`` (or the top
+    level one) in the message."""
+    body = _body(response)
+    items = body.get("watch")
+    refused = [i for i in (items if isinstance(items, list) else [body]) if isinstance(i, Mapping)]
+    refused = [i for i in refused if i.get("status") != "success"] or refused
+    reasons = "; ".join(
+        f"{i.get('code') or 'UNKNOWN'}: {i.get('message') or ''}".rstrip(": ")
+        + (f" {json.dumps(i['details'], sort_keys=True, default=str)}" if i.get("details") else "")
+        for i in refused
+    )
+    return PermanentError(
+        f"Zoho CRM refused watch channel {', '.join(channel_ids)}: {reasons or 'no reason given'}",
+        platform=PLATFORM,
+        status=response.status_code,
+        details=body,
+    )
 
 
 def _is_unique(meta: Mapping[str, Any]) -> bool:

@@ -231,3 +231,33 @@ def order_from_v2(payload: Payload, *, default_region: str | None = None) -> Ord
             line_items=tuple(_line_item(r, currency) for r in payload["line_items"]),
             note=text(payload.get("customer_message")),
         )
+
+
+# --------------------------------------------------------------------------- write-back
+# Canonical patches (mapping.writeback) -> v3 write bodies, for connectors.bigcommerce: one
+# item of ``PUT /v3/customers`` and one of ``PUT /v3/customers/addresses`` (both partial: only
+# ``id`` is required) [BC-CUST customer_Put, address_Put]. None clears (written as "", which
+# BigCommerce refuses for names: their minLength is 1).
+
+_CUSTOMER_KEYS = {"first_name": "first_name", "last_name": "last_name", "phone": "phone",
+                  "note": "notes"}  # fmt: skip
+_ADDRESS_KEYS = {
+    "default_address.line1": "address1",
+    "default_address.line2": "address2",
+    "default_address.city": "city",
+    "default_address.postal_code": "postal_code",
+    "default_address.country_code": "country_code",
+}
+
+
+def customer_update(patch: Payload) -> dict[str, Any]:
+    """The customer fields (``id`` left to the caller) for the names, phone and note of a
+    canonical patch; other paths are ignored."""
+    return {key: patch[path] or "" for path, key in _CUSTOMER_KEYS.items() if path in patch}
+
+
+def address_update(patch: Payload) -> dict[str, Any]:
+    """The address fields (``id`` left to the caller) for the default-address paths of a
+    canonical patch. The default address is the customer's first one, as
+    :func:`customer_from_v3` reads it."""
+    return {key: patch[path] or "" for path, key in _ADDRESS_KEYS.items() if path in patch}

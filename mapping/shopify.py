@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -680,3 +680,119 @@ def order_from_rest(payload: Payload, *, default_region: str | None = None) -> O
             note=_text(payload.get("note")),
             test=bool(payload.get("test")),
         )
+
+
+# --------------------------------------------------------------------------- write-back
+# Canonical patches (mapping.writeback) -> Admin GraphQL inputs, for connectors.shopify.
+# Mutations and inputs: https://shopify.dev/docs/api/admin-graphql/2026-01/mutations/customerUpdate
+# (CustomerInput), .../customerEmailMarketingConsentUpdate, .../customerAddressUpdate and
+# .../customerAddressCreate (both since 2025-04:
+# https://shopify.dev/changelog/new-customer-address-capabilities-in-the-admin-api).
+
+# canonical path -> CustomerInput field. ``tags`` replaces the whole list [SH-CUSTUPD].
+_CUSTOMER_INPUT = {
+    "first_name": "firstName",
+    "last_name": "lastName",
+    "phone": "phone",
+    "note": "note",
+    "tags": "tags",
+}
+# canonical path -> MailingAddressInput field
+_ADDRESS_INPUT = {
+    "default_address.line1": "address1",
+    "default_address.line2": "address2",
+    "default_address.city": "city",
+    "default_address.postal_code": "zip",
+    "default_address.country_code": "countryCode",
+}
+# MailingAddress node field -> MailingAddressInput field: what an address update carries over
+# from the address as it is, so that whether Shopify replaces the address or merges into it,
+# only the patched fields change.
+_ADDRESS_KEPT = {
+    "firstName": "firstName",
+    "lastName": "lastName",
+    "company": "company",
+    "address1": "address1",
+    "address2": "address2",
+    "city": "city",
+    "provinceCode": "provinceCode",
+    "countryCodeV2": "countryCode",
+    "zip": "zip",
+    "phone": "phone",
+}
+# The three states customerEmailMarketingConsentUpdate accepts as input; NOT_SUBSCRIBED,
+# REDACTED and INVALID are read-only
+# (https://shopify.dev/docs/api/admin-graphql/2025-07/payloads/CustomerEmailMarketingConsentUpdatePayload).
+_CONSENT_INPUT = {
+    ConsentState.subscribed: "SUBSCRIBED",
+    ConsentState.unsubscribed: "UNSUBSCRIBED",
+    ConsentState.pending: "PENDING",
+}
+_MARKETED = (ConsentState.subscribed, ConsentState.pending)
+
+
+def customer_update_input(patch: Payload) -> dict[str, Any]:
+    """The CustomerInput fields (``id`` left to the caller) for the names, phone, note and tags
+    of a canonical patch; other paths are ignored. None clears: null for a text field, ``[]``
+    for tags (the list is replaced whole)."""
+    fields: dict[str, Any] = {}
+    for path, field in _CUSTOMER_INPUT.items():
+        if path in patch:
+            value = patch[path]
+            fields[field] = list(value or ()) if path == "tags" else value
+    return fields
+
+
+def email_marketing_state(target: ConsentState | None, current: ConsentState) -> str | None:
+    """The marketingState to write so the customer's email consent becomes ``target``, or None
+    when no write is needed or possible.
+
+    ``not_subscribed`` (and None) cannot be written: it means "not marketed to", so a customer
+    who is subscribed or pending is unsubscribed, and one who never subscribed or opted out is
+    left alone.
+    """
+    if target in _CONSENT_INPUT:
+        return None if current == target else _CONSENT_INPUT[target]
+    return "UNSUBSCRIBED" if current in _MARKETED else None
+
+
+def email_marketing_consent_input(
+    target: ConsentState | None, *, current: ConsentState, consent_updated_at: datetime
+) -> dict[str, Any] | None:
+    """``emailMarketingConsent`` (CustomerEmailMarketingConsentInput) for
+    customerEmailMarketingConsentUpdate, or None when nothing is to be written (see
+    :func:`email_marketing_state`). ``consent_updated_at`` (timezone-aware) is when the change
+    was decided.
+
+    Opt-in level: SINGLE_OPT_IN, except PENDING, which is the state of a confirmed (double)
+    opt-in awaiting the customer's confirmation
+    (https://shopify.dev/docs/api/admin-graphql/2026-01/enums/CustomerMarketingOptInLevel).
+
+    Raises ValueError for a naive ``consent_updated_at``.
+    """
+    state = email_marketing_state(target, current)
+    if state is None:
+        return None
+    if consent_updated_at.tzinfo is None:
+        raise ValueError("consent_updated_at must be timezone-aware")
+    moment = consent_updated_at.astimezone(UTC)
+    return {
+        "marketingState": state,
+        "marketingOptInLevel": "CONFIRMED_OPT_IN" if state == "PENDING" else "SINGLE_OPT_IN",
+        "consentUpdatedAt": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def mailing_address_input(patch: Payload, current: Payload | None) -> dict[str, Any]:
+    """MailingAddressInput for the default address: ``current`` (the customer's
+    ``defaultAddress`` node, None if it has none) with the patch's address paths applied.
+
+    A changed country drops the province code, which belongs to the old country.
+    """
+    fields = {field: (current or {}).get(key) for key, field in _ADDRESS_KEPT.items()}
+    for path, field in _ADDRESS_INPUT.items():
+        if path in patch:
+            fields[field] = patch[path]
+    if fields["countryCode"] != (current or {}).get("countryCodeV2"):
+        fields["provinceCode"] = None
+    return fields

@@ -231,3 +231,53 @@ def order_from_rest(payload: Payload, *, default_region: str | None = None) -> O
             line_items=lines,
             note=text(payload.get("customer_note")),
         )
+
+
+# --------------------------------------------------------------------------- write-back
+# Canonical patches (mapping.writeback) -> the body of a customer update (``PUT
+# /customers/{id}`` or one item of ``POST /customers/batch`` ``update``) [WC-DOCS
+# _customers.md "Customer properties"], for connectors.woocommerce.
+#
+# What a CRM change updates, following WooCommerce's own split between the account and its
+# addresses (the "Account details" and "Addresses" screens of My Account edit them apart):
+# - a name is the person's: the customer's top-level ``first_name``/``last_name``; the billing
+#   and shipping names belong to those addresses and are left alone;
+# - the phone is ``billing.phone``, the customer's only phone field [WC-DOCS billing
+#   properties] and the one customer_from_rest reads;
+# - the default address is the block customer_from_rest reads it from: billing, or shipping
+#   when billing is blank. WooCommerce stores blanks as "", not null.
+
+_ADDRESS_KEYS = {
+    "default_address.line1": "address_1",
+    "default_address.line2": "address_2",
+    "default_address.city": "city",
+    "default_address.postal_code": "postcode",
+    "default_address.country_code": "country",
+}
+
+
+def address_block(current: Payload) -> str:
+    """``"billing"`` or ``"shipping"``: where :func:`customer_from_rest` reads the customer's
+    default address from (billing unless it is blank and shipping is not)."""
+    billing = _address(current.get("billing"), None)
+    shipping = _address(current.get("shipping"), None)
+    return "shipping" if billing is None and shipping is not None else "billing"
+
+
+def customer_update(patch: Payload, current: Payload) -> dict[str, Any]:
+    """The update body (``id`` left to the caller) for a canonical patch of names, phone and
+    default address; ``current`` is the customer as WooCommerce has it now (it decides which
+    address block holds the default address). None clears (written as "")."""
+    body: dict[str, Any] = {}
+    for path in ("first_name", "last_name"):
+        if path in patch:
+            body[path] = patch[path] or ""
+    blocks: dict[str, dict[str, str]] = {}
+    if "phone" in patch:
+        blocks.setdefault("billing", {})["phone"] = patch["phone"] or ""
+    block = address_block(current)
+    for path, key in _ADDRESS_KEYS.items():
+        if path in patch:
+            blocks.setdefault(block, {})[key] = patch[path] or ""
+    body.update(blocks)
+    return body

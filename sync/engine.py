@@ -22,12 +22,14 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.crm import WriteResult
+from connectors.errors import ConfigurationError
 from mapping import CrmSchema, Customer, FieldMap, LineItem, Order
 from mapping import hubspot as hubspot_mapping
 from mapping.crm import product_key
-from sync import identity, links
+from sync import facts, identity, links
 from sync.db import transaction
 from sync.ledger import Ledger
+from sync.models import Connection
 from sync.products import Products, ensure_products
 from sync.twoway import FieldSync, StoreWriter, Tally, TwoWaySettings
 
@@ -107,7 +109,6 @@ class ConnectionContext:
     # Fields every order record carries (Salesforce: a Draft Order under the chosen Account).
     order_constants: Mapping[str, Any] = field(default_factory=dict)
     two_way: TwoWaySettings = field(default_factory=TwoWaySettings)
-    crm_account: str = ""
 
 
 def _newest(records: Iterable[Any]) -> list[Any]:
@@ -464,6 +465,27 @@ class Engine:
                     )
                     out.dead += 1
             links.resolve_dead_letters(session, ctx.connection_id, "order", synced)
+            written = [p.order for p in plans if p.order.source_id in set(synced)]
+            members = identity.profiles_of(
+                session,
+                ctx.connection_id,
+                [
+                    key
+                    for order in written
+                    for key in (order.customer_source_id, f"guest:{order.email}")
+                    if key
+                ],
+            )
+            touched = facts.record_orders(
+                session,
+                ctx.connection_id,
+                written,
+                {
+                    order.source_id: members.get(order.customer_source_id or "")
+                    or members.get(f"guest:{order.email}")
+                    for order in written
+                },
+            )
             links.forget(session, ctx.connection_id, "line_item", removed)
             self._join_profiles(
                 session,
@@ -484,8 +506,30 @@ class Engine:
                         crm_id=plan.new_contact,
                     )
         out.written += len(synced)
+        self._write_facts(touched, out)
         self._progress(out)
         return out
+
+    def _write_facts(self, profile_ids: set[int], out: Outcome) -> None:
+        """Order count, totals per currency and order dates on the buyers' contacts, across
+        every store of the CRM account. Fields a CRM lacks (Tandem can create them only in
+        HubSpot) are named in a warning; the orders themselves are already synced."""
+        if not profile_ids:
+            return
+        try:
+            result = facts.write_facts(
+                self.crm,
+                self.ctx.schema,
+                self.sessions,
+                profile_ids,
+                connection_id=self.ctx.connection_id,
+            )
+        except ConfigurationError as exc:
+            log.warning(
+                "commerce facts not written for connection %s: %s", self.ctx.connection_id, exc
+            )
+            return
+        out.calls += result.calls
 
     def _ensure_contacts(self, plans: list[_OrderPlan], out: Outcome) -> None:
         """Orders whose buyer has no contact yet (guest checkouts, or an order that arrived
@@ -725,11 +769,12 @@ class Engine:
 
     def _join_profiles(self, session: Session, people: list[identity.Person]) -> None:
         if people:
+            connection = session.get(Connection, self.ctx.connection_id)
             identity.join(
                 session,
                 connection_id=self.ctx.connection_id,
-                crm_platform=self.crm.platform,
-                crm_account=self.ctx.crm_account,
+                crm_platform=connection.crm_platform,
+                crm_account=connection.crm_account,
                 people=people,
             )
 

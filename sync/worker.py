@@ -257,7 +257,6 @@ class Worker:
                 policies=ledger.policies(settings, paths),
                 default_region=settings.get("default_region"),
             ),
-            crm_account=connection.crm_account,
         )
 
     def _engine(self, job: Job, connection: Connection) -> Engine:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from webhooks import bigcommerce, shopify, woocommerce
+from webhooks import bigcommerce, hubspot, salesforce, shopify, woocommerce, zoho
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 bp.add_url_rule("/shopify", "shopify", shopify.receive, methods=["POST"])
@@ -16,3 +16,8 @@ bp.add_url_rule(
     "/woocommerce/<int:connection_id>", "woocommerce", woocommerce.receive, methods=["POST"]
 )
 bp.add_url_rule("/bigcommerce", "bigcommerce", bigcommerce.receive, methods=["POST"])
+bp.add_url_rule("/hubspot", "hubspot", hubspot.receive, methods=["POST"])
+bp.add_url_rule("/zoho/<int:connection_id>", "zoho", zoho.receive, methods=["POST"])
+bp.add_url_rule(
+    "/salesforce/<int:connection_id>", "salesforce", salesforce.receive, methods=["POST"]
+)

@@ -487,15 +487,47 @@ def _batch() -> list[dict[str, Any]]:
     return data
 
 
+# Field lengths of customer_Put and address_Put [BC-CUST customers.v3.yml]: (min, max).
+_CUSTOMER_LENGTHS = {"first_name": (1, 100), "last_name": (1, 100), "phone": (0, 50),
+                     "company": (0, 255), "email": (3, 255)}  # fmt: skip
+_ADDRESS_LENGTHS = {"first_name": (1, 255), "last_name": (1, 255), "company": (0, 255),
+                    "city": (0, 100), "state_or_province": (0, 100), "postal_code": (0, 30),
+                    "country_code": (2, 2), "phone": (0, 50)}  # fmt: skip
+_ADDRESS_FIELDS = ("first_name", "last_name", "company", "address1", "address2", "city",
+                   "state_or_province", "postal_code", "country_code", "phone",
+                   "address_type")  # fmt: skip
+# The identity of an address: a second address equal in these is a duplicate [BC-CUST
+# "Update a Customer Address" notes].
+_ADDRESS_IDENTITY = ("first_name", "last_name", "company", "phone", "address_type", "address1",
+                     "address2", "city", "country_code", "state_or_province",
+                     "postal_code")  # fmt: skip
+_COUNTRY_NAMES = {"US": "United States", "CA": "Canada", "IE": "Ireland", "GB": "United Kingdom",
+                  "DE": "Germany", "FR": "France", "AU": "Australia", "MX": "Mexico"}  # fmt: skip
+
+
+def _check_lengths(index: int, item: dict[str, Any], lengths: dict[str, tuple[int, int]]) -> None:
+    """422 for a field outside its schema length; the whole batch is refused (how BigCommerce
+    words it is UNCONFIRMED)."""
+    for key, (low, high) in lengths.items():
+        if key not in item:
+            continue
+        value = item[key]
+        if not isinstance(value, str) or not low <= len(value) <= high:
+            raise BcError(
+                422, f"[{index}].{key} must be a string of {low} to {high} characters", v2=False
+            )
+
+
 @api.put("/stores/<store_hash>/v3/customers")
 def update_customers(store_hash: str) -> Response:
     store: Store = g.store
     state = _state()
     data = _batch()
     with state.lock:
-        for item in data:
+        for index, item in enumerate(data):
             if int(item.get("id") or 0) not in store.customers:
                 raise BcError(422, f"Customer {item.get('id')} not found", v2=False)
+            _check_lengths(index, item, _CUSTOMER_LENGTHS)
             email = item.get("email")
             if email and any(
                 c.email == email and c.id != item["id"] for c in store.customers.values()
@@ -510,6 +542,46 @@ def update_customers(store_hash: str) -> Response:
             state.save_customer(store, customer, created=False)
             updated.append(customer_json(customer, addresses=False))
         return jsonify({"data": updated, "meta": {}})
+
+
+@api.put("/stores/<store_hash>/v3/customers/addresses")
+def update_addresses(store_hash: str) -> Response:
+    """Update addresses by id (the fields given; ``id`` required) [BC-CUST]. Refuses the
+    whole batch (422) for an unknown id or a field outside its length. An address that would
+    become identical to another of its customer's addresses is left unchanged and out of the
+    answer. A change fires store/customer/address/updated with the address id and its
+    customer's; store/customer/updated does not fire for address changes [BC-WH events], and
+    the customer's date_modified stays (UNCONFIRMED whether BigCommerce moves it)."""
+    store: Store = g.store
+    state = _state()
+    data = request.get_json(silent=True)
+    if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+        raise BcError(422, "The request body must be an array of addresses", v2=False)
+    with state.lock:
+        owners = {a["id"]: c for c in store.customers.values() for a in c.addresses}
+        for index, item in enumerate(data):
+            if not isinstance(item.get("id"), int) or item["id"] not in owners:
+                raise BcError(422, f"Address {item.get('id')} not found", v2=False)
+            _check_lengths(index, item, _ADDRESS_LENGTHS)
+        saved = []
+        for item in data:
+            customer = owners[item["id"]]
+            address = next(a for a in customer.addresses if a["id"] == item["id"])
+            wanted = {**address, **{k: item[k] for k in _ADDRESS_FIELDS if k in item}}
+            if "country_code" in item:
+                code = item["country_code"]
+                wanted["country"] = _COUNTRY_NAMES.get(code, code)
+            identity = tuple(wanted.get(k) for k in _ADDRESS_IDENTITY)
+            if any(
+                a["id"] != address["id"] and tuple(a.get(k) for k in _ADDRESS_IDENTITY) == identity
+                for a in customer.addresses
+            ):
+                continue  # a duplicate: unchanged, and absent from the answer
+            if wanted != address:
+                address.update(wanted)
+                state.save_address(store, customer, address)
+            saved.append(dict(address))
+        return jsonify({"data": saved, "meta": {}})
 
 
 @api.delete("/stores/<store_hash>/v3/customers")
@@ -530,6 +602,8 @@ _SCOPES = {
     "store/order/*", "store/order/created", "store/order/updated", "store/order/archived",
     "store/order/statusUpdated", "store/order/refund/created", "store/customer/*",
     "store/customer/created", "store/customer/updated", "store/customer/deleted",
+    "store/customer/address/*", "store/customer/address/created",
+    "store/customer/address/updated", "store/customer/address/deleted",
     "store/app/uninstalled",
 }  # fmt: skip
 

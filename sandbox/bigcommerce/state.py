@@ -166,6 +166,16 @@ class State:
         scope = "store/customer/created" if created else "store/customer/updated"
         self.notify(store, scope, {"type": "customer", "id": customer.id})
 
+    def save_address(self, store: Store, customer: Customer, address: dict[str, Any]) -> None:
+        """An address changed: store/customer/address/updated (data: the address id, and its
+        customer's under ``address``) [BC-WH events]. store/customer/updated does not fire for
+        address changes, and the customer's date_modified is left as it was (UNCONFIRMED)."""
+        self.notify(
+            store,
+            "store/customer/address/updated",
+            {"type": "customer", "id": address["id"], "address": {"customer_id": customer.id}},
+        )
+
     def delete_customer(self, store: Store, customer_id: int) -> None:
         store.customers.pop(customer_id)
         self.notify(store, "store/customer/deleted", {"type": "customer", "id": customer_id})

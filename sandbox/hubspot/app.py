@@ -20,6 +20,7 @@ HTTP facts with sources (the domain rules are in ``store.py``):
 from __future__ import annotations
 
 import functools
+import itertools
 import random
 import threading
 import time
@@ -42,6 +43,7 @@ from sandbox.hubspot.store import (
     with_context,
 )
 from sandbox.hubspot.values import ValueProblem, as_text, ms_to_iso
+from sandbox.hubspot.webhooks import Dispatcher, WebhookSettings, parse_settings
 
 BATCH_LIMIT = 100
 # v4 association batches: read up to 1,000 inputs, create up to 2,000 (HS-ASSOC).
@@ -79,6 +81,14 @@ class Knobs:
     # One-shot responses for the next matching calls:
     # {"status": 429|423|477|5xx, "policy_name"?, "retry_after"?, "path_contains"?, "message"?}
     inject: list[dict] = field(default_factory=list)
+    # Webhooks (sandbox.hubspot.webhooks): retry delays times this (0.0001 for tests), the
+    # delivery timeout, how long changes gather into one batch, a skew of the signature
+    # timestamp (a stale-signature test), and propertyChange events for a creation's values.
+    webhook_time_scale: float = 1.0
+    webhook_timeout_s: float = 5.0
+    webhook_delay_ms: int = 50
+    webhook_timestamp_skew_ms: int = 0
+    webhook_property_changes_on_create: bool = True
 
 
 @dataclass
@@ -87,6 +97,11 @@ class Account:
     name: str
     portal: Portal
     limiter: RateLimiter
+    webhooks: WebhookSettings | None = None
+    outbox: list[dict] = field(default_factory=list)  # events waiting for their batch
+    deliveries: list[dict] = field(default_factory=list)
+    in_flight: int = 0  # events in batches being sent or waiting for a retry
+    flush_scheduled: bool = False
 
 
 class Simulator:
@@ -95,7 +110,13 @@ class Simulator:
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
         self.lock = threading.RLock()
+        self.webhooks = Dispatcher(self)
+        self.subscription_ids = itertools.count(1)
         self.reset()
+
+    def attach(self, account: Account) -> None:
+        """Feed the portal's changes to the webhooks."""
+        account.portal.on_change = functools.partial(self.webhooks.changed, account)
 
     def reset(self, seed: int = 0) -> None:
         self.knobs = Knobs()
@@ -921,6 +942,7 @@ def _control(sim: Simulator) -> Blueprint:
             )
             sim.by_token[token] = account
             sim.by_id[portal_id] = account
+            sim.attach(account)
             return _json(account_json(account), 201)
 
     @bp.get("/portals")
@@ -959,6 +981,7 @@ def _control(sim: Simulator) -> Blueprint:
                 old.portal_id, currencies=old.currencies, pipelines=old.pipelines
             )
             account.limiter = RateLimiter(account.limiter.limits)
+            sim.attach(account)
             return _json({"reset": old.portal_id})
 
     @bp.get("/knobs")
@@ -1003,6 +1026,64 @@ def _control(sim: Simulator) -> Blueprint:
         with sim.lock:
             sim.calls.clear()
         return _no_content()
+
+    @bp.post("/portals/<int:portal_id>/webhooks")
+    def set_webhooks(portal_id: int) -> Response:
+        """The app's webhook settings for this portal: ``{target_url, client_secret, app_id,
+        subscriptions: ["contact.creation", "contact.propertyChange", {"eventType":
+        "contact.propertyChange", "propertyName": "email"}, ...], max_batch?, user_id?}``.
+        Replaces earlier settings (batches not yet delivered are abandoned)."""
+        body = request.get_json(silent=True) or {}
+        with sim.lock:
+            account = account_or_none(portal_id)
+            if account is None:
+                return fail(404, f"no portal {portal_id}")
+            try:
+                account.webhooks = parse_settings(body, sim.subscription_ids)
+            except ValueError as exc:
+                return fail(400, str(exc))
+            return _json(account.webhooks.as_json(), 201)
+
+    @bp.get("/portals/<int:portal_id>/webhooks")
+    def get_webhooks(portal_id: int) -> Response:
+        with sim.lock:
+            account = account_or_none(portal_id)
+            if account is None or account.webhooks is None:
+                return fail(404, f"no webhooks for portal {portal_id}")
+            return _json(account.webhooks.as_json())
+
+    @bp.delete("/portals/<int:portal_id>/webhooks")
+    def delete_webhooks(portal_id: int) -> Response:
+        with sim.lock:
+            account = account_or_none(portal_id)
+            if account is None:
+                return fail(404, f"no portal {portal_id}")
+            account.webhooks = None
+            account.outbox.clear()
+            return _no_content()
+
+    @bp.get("/portals/<int:portal_id>/deliveries")
+    def deliveries(portal_id: int) -> Response:
+        """One row per delivery attempt, and how many events are still to be delivered."""
+        with sim.lock:
+            account = account_or_none(portal_id)
+            if account is None:
+                return fail(404, f"no portal {portal_id}")
+            return _json(
+                {
+                    "deliveries": list(account.deliveries),
+                    "pending": sim.webhooks.pending(account),
+                }
+            )
+
+    @bp.delete("/portals/<int:portal_id>/deliveries")
+    def clear_deliveries(portal_id: int) -> Response:
+        with sim.lock:
+            account = account_or_none(portal_id)
+            if account is None:
+                return fail(404, f"no portal {portal_id}")
+            account.deliveries.clear()
+            return _no_content()
 
     @bp.get("/portals/<int:portal_id>/dump")
     def dump(portal_id: int) -> Response:
@@ -1079,5 +1160,17 @@ def _control(sim: Simulator) -> Blueprint:
             applied = account.portal.apply(spec.name, plan, sim.now_ms(), by_api=False)
             names = sorted(k for k, v in applied.record.properties.items() if v is not None)
             return _json(account.portal.public(applied.record, names))
+
+    @bp.delete("/portals/<int:portal_id>/objects/<object_type>/<object_id>")
+    def user_archive(portal_id: int, object_type: str, object_id: str) -> Response:
+        """Delete (archive) a record as a user would."""
+        spec = resolve_object_type(object_type)
+        with sim.lock:
+            account = account_or_none(portal_id)
+            if account is None or spec is None:
+                return fail(404, f"no portal {portal_id} or object type {object_type}")
+            if not account.portal.archive(spec.name, object_id, sim.now_ms(), by_api=False):
+                return fail(404, f"no {spec.singular} {object_id}")
+            return _no_content()
 
     return bp

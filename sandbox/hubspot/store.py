@@ -178,6 +178,12 @@ class Portal:
         }
         self.association_writes = 0
         self._next_id = 1001
+        # Called with (object type, "creation" | "propertyChange" | "deletion", record, the
+        # properties written (creation) or changed (propertyChange), by_api, now_ms) after
+        # every change: the webhooks' feed (sandbox.hubspot.webhooks).
+        self.on_change: (
+            Callable[[str, str, Record, Mapping[str, str | None], bool, int], None] | None
+        ) = None
 
     # ----------------------------------------------------------------- properties API
 
@@ -549,18 +555,32 @@ class Portal:
             self._set(record, {**base, **plan.changes})
             tally["creates"] += 1
             created = True
+            self._changed(object_type, "creation", record, plan.changes, by_api, now_ms)
         else:
             changed = {k: v for k, v in plan.changes.items() if record.properties.get(k) != v}
             if changed:
                 self._set(record, {**changed, spec.modified_property: stamp})
                 record.updated_ms = now_ms
                 tally["updates"] += 1
+                self._changed(object_type, "propertyChange", record, changed, by_api, now_ms)
             else:
                 tally["unchanged"] += 1
             created = False
         for to_type, to_id, type_id in plan.associations:
             self._link(object_type, record.id, to_type, to_id, type_id)
         return Applied(record=record, created=created, written=tuple(plan.changes))
+
+    def _changed(
+        self,
+        object_type: str,
+        kind: str,
+        record: Record,
+        properties: Mapping[str, str | None],
+        by_api: bool,
+        now_ms: int,
+    ) -> None:
+        if self.on_change is not None:
+            self.on_change(object_type, kind, record, dict(properties), by_api, now_ms)
 
     def _set(self, record: Record, values: Mapping[str, str | None]) -> None:
         for name, value in values.items():
@@ -573,7 +593,9 @@ class Portal:
                     index[value] = record.id
             record.properties[name] = value
 
-    def archive(self, object_type: str, record_id: object, now_ms: int) -> bool:
+    def archive(
+        self, object_type: str, record_id: object, now_ms: int, *, by_api: bool = True
+    ) -> bool:
         record = self.get(object_type, record_id)
         if record is None:
             return False
@@ -583,7 +605,9 @@ class Portal:
                 del index[value]
         record.archived = True
         record.archived_ms = now_ms
-        self.counters[object_type]["archives"] += 1
+        if by_api:
+            self.counters[object_type]["archives"] += 1
+        self._changed(object_type, "deletion", record, {}, by_api, now_ms)
         return True
 
     def list_page(

@@ -42,6 +42,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 from cryptography import x509
@@ -49,6 +50,7 @@ from cryptography.hazmat.primitives import serialization
 from flask import Blueprint, Flask, Response, request
 
 from sandbox.salesforce.org import ApiError, Org, Session
+from sandbox.salesforce.outbound import Action, Outbound
 from sandbox.salesforce.rest import Rest
 from sandbox.salesforce.schema import DEFAULT_CURRENCIES, build_schema, make_id
 
@@ -112,6 +114,11 @@ class Knobs:
     # Expire query locators idle this long (900 = before API v56.0); None: 2 days after the
     # query only (org.CURSOR_LIFETIME_SECONDS).
     cursor_idle_seconds: float | None = None
+    # Outbound messages (sandbox.salesforce.outbound): saves this close together go in one
+    # message; retry delays times this (0.0001 for tests); the listener's time limit.
+    outbound_delay_ms: int = 50
+    outbound_time_scale: float = 1.0
+    outbound_timeout_s: float = 10.0
 
 
 class Simulator:
@@ -120,6 +127,7 @@ class Simulator:
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
         self.lock = threading.RLock()
+        self.outbound = Outbound(self)
         self.reset()
 
     def reset(self, seed: int = 0) -> None:
@@ -181,6 +189,7 @@ class Simulator:
                 return response
             response = self._answer(org, view, version, kwargs, now)
             self.log(org.org_id, response.status_code)
+            self.outbound.collect(org)
             return response
 
     def _authenticate(self, now: float) -> tuple[Org | None, bool]:
@@ -706,6 +715,7 @@ def _control(sim: Simulator) -> Blueprint:
         else:
             org.update(existing, checked, now, org.rep_user)
             status = 200
+        sim.outbound.collect(org)
         return sf_response(org.render(existing, "v66.0"), status)
 
     @bp.post("/orgs/<org_id>/records/<sobject>")
@@ -735,6 +745,63 @@ def _control(sim: Simulator) -> Blueprint:
                 raise _Bad(f"no live {sobject} {record_id}", 404)
             org.delete(record, sim.clock(), org.rep_user)
             return sf_response(None, 204)
+
+    @bp.post("/orgs/<org_id>/outbound")
+    def create_outbound(org_id: str) -> Response:
+        """An outbound-message action (a workflow rule on create and every edit, with its
+        "send outbound message" action): ``{object: "Contact", url, fields: [...], name?}``.
+        Sends on every later save of such a record, by the API or a rep."""
+        data = body()
+        with sim.lock:
+            org = org_of(org_id)
+            try:
+                spec = org.spec(text(data, "object", required=True) or "")
+            except ApiError:
+                raise _Bad(f"no object {data.get('object')}") from None
+            url = text(data, "url", required=True) or ""
+            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+                raise _Bad("url must be an http(s) URL")
+            names = data.get("fields", [])
+            known = {f.name for f in spec.fields}
+            if not isinstance(names, list) or not all(n in known for n in names):
+                raise _Bad(f"fields must be a list of {spec.name} fields")
+            org.action_serial += 1
+            action = Action(
+                id=make_id("04k", org.action_serial),
+                object=spec.name,
+                url=url,
+                fields=list(dict.fromkeys(["Id", *names])),
+                name=text(data, "name") or f"Tandem {spec.name}",
+                base_url=request.host_url.rstrip("/"),
+            )
+            org.outbound_actions[action.id] = action
+            return sf_response(action.as_json(), 201)
+
+    @bp.get("/orgs/<org_id>/outbound")
+    def list_outbound(org_id: str) -> Response:
+        with sim.lock:
+            org = org_of(org_id)
+            return sf_response({"actions": [a.as_json() for a in org.outbound_actions.values()]})
+
+    @bp.delete("/orgs/<org_id>/outbound/<action_id>")
+    def delete_outbound(org_id: str, action_id: str) -> Response:
+        with sim.lock:
+            org = org_of(org_id)
+            if org.outbound_actions.pop(action_id, None) is None:
+                raise _Bad(f"no outbound action {action_id}", 404)
+            return sf_response(None, 204)
+
+    @bp.get("/orgs/<org_id>/deliveries")
+    def deliveries(org_id: str) -> Response:
+        """One row per outbound-message attempt, and how many notifications are still to go."""
+        with sim.lock:
+            org = org_of(org_id)
+            return sf_response(
+                {
+                    "deliveries": list(org.outbound_deliveries),
+                    "pending": sim.outbound.pending(org),
+                }
+            )
 
     @bp.get("/calls")
     def calls() -> Response:

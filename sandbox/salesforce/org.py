@@ -152,6 +152,13 @@ class Org:
     usage: deque = field(default_factory=deque)  # (epoch second, count) buckets
     cursors: dict[str, Cursor] = field(default_factory=dict)
     created_at: float = 0.0  # when the org (and its standard price book) came to be
+    # Saves (sobject, record id) not yet turned into outbound messages, the outbound-message
+    # actions and their delivery log (sandbox.salesforce.outbound).
+    outbox: list = field(default_factory=list)
+    outbound_actions: dict = field(default_factory=dict)
+    outbound_deliveries: list = field(default_factory=list)
+    notification_serial: int = 0
+    action_serial: int = 0
 
     def __post_init__(self) -> None:
         for name in self.schema:
@@ -211,17 +218,19 @@ class Org:
             if r.values.get(field_name) is not None and str(r.values[field_name]).lower() == wanted
         ]
 
-    def snapshot(self) -> tuple[dict, int]:
+    def snapshot(self) -> tuple[dict, int, int]:
         # Each record's values are plain scalars, so a copy of the values dicts is a full copy
         # of the state; a deep copy made every collection call cost seconds on a large org.
         copied = {
             sobject: {rid: Record(r.sobject, r.id, dict(r.values)) for rid, r in records.items()}
             for sobject, records in self.records.items()
         }
-        return copied, self.serial
+        return copied, self.serial, len(self.outbox)
 
-    def restore(self, state: tuple[dict, int]) -> None:
-        self.records, self.serial = state
+    def restore(self, state: tuple[dict, int, int]) -> None:
+        """Back to a snapshot; saves rolled back send no outbound message."""
+        self.records, self.serial, saves = state
+        del self.outbox[saves:]
 
     # ------------------------------------------------------------------ saving
 
@@ -525,6 +534,7 @@ class Org:
         record = Record(spec.name, record_id, values)
         self.records[spec.name][record_id] = record
         self._after_save(record, changes, now, user)
+        self.outbox.append((spec.name, record_id))
         return record
 
     def update(self, record: Record, changes: dict[str, Any], now: float, user: str) -> None:
@@ -534,6 +544,7 @@ class Org:
             LastModifiedDate=int(now), LastModifiedById=user, SystemModstamp=int(now)
         )
         self._after_save(record, changes, now, user)
+        self.outbox.append((record.sobject, record.id))
 
     def _after_save(self, record: Record, changes: dict[str, Any], now: float, user: str) -> None:
         self._derive(record, now)

@@ -15,7 +15,9 @@ costs are the documented defaults, as Shopify's engineering write-up spells them
 - an interface or union costs the maximum over its possible types;
 - a mutation field costs 10, and what its payload selects is added on top;
 - a plain list of objects (``addresses``, ``userErrors``) is priced as one object: the docs
-  give no rule for it.
+  give no rule for it; except a list fetched by ``ids`` (``nodes(ids:)``), priced like a
+  connection's nodes: per id asked for, each its own cost (an upper bound; Shopify's own
+  pricing of ``nodes`` is UNCONFIRMED).
 
 Live Shopify answers are often cheaper than these rules (it prices some small objects, such
 as money and email-address objects, at 0), so a query that fits here also fits there.
@@ -39,6 +41,7 @@ from graphql import (
     GraphQLUnionType,
     InlineFragmentNode,
     IntValueNode,
+    ListValueNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
@@ -129,6 +132,8 @@ class _Walker:
                 return self.variables.get(value.name.value)
             if isinstance(value, IntValueNode):
                 return int(value.value)
+            if isinstance(value, ListValueNode):
+                return list(value.values)
         return None
 
     def page_size(self, node: FieldNode) -> int:
@@ -157,6 +162,9 @@ class _Walker:
             return 0
         if is_connection(field_def.type):
             return CONNECTION_COST + self.page_size(node) * self._requested_node(node, named)
+        ids = self.argument(node, "ids")
+        if _is_list(field_def.type) and isinstance(ids, list):
+            return len(ids) * (OBJECT_COST + self.requested(node.selection_set, named))
         return OBJECT_COST + self.requested(node.selection_set, named)
 
     def _requested_node(self, connection: FieldNode, connection_type: GraphQLObjectType) -> int:
@@ -201,6 +209,8 @@ class _Walker:
             return 0
         if is_connection(field_def.type):
             return CONNECTION_COST + self._actual_nodes(node, named, value)
+        if _is_list(field_def.type) and isinstance(self.argument(node, "ids"), list):
+            return sum(OBJECT_COST + self.actual(node.selection_set, named, v) for v in value if v)
         if _is_list(field_def.type):
             items = [v for v in value if v is not None]
             return OBJECT_COST + self.actual(node.selection_set, named, items[0]) if items else 0

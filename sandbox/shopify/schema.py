@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import phonenumbers
 from graphql import GraphQLError, GraphQLResolveInfo, GraphQLSchema, build_schema
 
 from sandbox.shopify import render, search
@@ -26,6 +27,13 @@ from sandbox.shopify.store import Customer, Order, Shop
 
 MAX_PAGE_SIZE = 250  # https://shopify.dev/docs/api/usage/pagination-graphql
 ORDER_WINDOW = timedelta(days=60)
+MAX_NODE_IDS = (
+    250  # input arrays hold at most 250 items (https://shopify.dev/docs/api/usage/limits)
+)
+# Shopify's CountryCode enum names every ISO 3166-1 country and territory, plus ZZ (unknown
+# region) (https://shopify.dev/docs/api/admin-graphql/2026-01/enums/CountryCode); the regions
+# libphonenumber knows stand in for that list, so an address update accepts any real country.
+COUNTRY_CODES = tuple(sorted(phonenumbers.SUPPORTED_REGIONS | {"ZZ"}))
 
 SDL = """
 schema { query: QueryRoot mutation: Mutation }
@@ -38,7 +46,7 @@ scalar URL
 interface Node { id: ID! }
 
 enum CurrencyCode { AUD BRL CAD CHF CNY DKK EUR GBP HKD INR JPY KRW MXN NOK NZD PLN SEK SGD USD }
-enum CountryCode { AU BR CA CH CN DE DK ES FR GB HK IE IN IT JP KR MX NL NO NZ PL SE SG US }
+enum CountryCode { __COUNTRY_CODES__ }
 enum CustomerState { DECLINED DISABLED ENABLED INVITED }
 enum CustomerEmailMarketingState { NOT_SUBSCRIBED PENDING SUBSCRIBED UNSUBSCRIBED REDACTED INVALID }
 enum CustomerEmailAddressMarketingState { INVALID NOT_SUBSCRIBED PENDING SUBSCRIBED UNSUBSCRIBED }
@@ -62,6 +70,9 @@ enum BulkOperationStatus { CANCELED CANCELING COMPLETED CREATED EXPIRED FAILED R
 enum BulkOperationErrorCode { ACCESS_DENIED INTERNAL_SERVER_ERROR TIMEOUT }
 enum BulkOperationType { QUERY MUTATION }
 enum BulkOperationUserErrorCode { OPERATION_IN_PROGRESS INVALID LIMIT_REACHED }
+enum CustomerEmailMarketingConsentUpdateUserErrorCode {
+  INCLUSION INTERNAL_ERROR INVALID MISSING_ARGUMENT
+}
 
 type PageInfo {
   endCursor: String
@@ -239,7 +250,43 @@ input CustomerInput {
   taxExempt: Boolean
 }
 
+input MailingAddressInput {
+  address1: String
+  address2: String
+  city: String
+  company: String
+  countryCode: CountryCode
+  firstName: String
+  lastName: String
+  phone: String
+  provinceCode: String
+  zip: String
+}
+
+input CustomerEmailMarketingConsentInput {
+  consentUpdatedAt: DateTime
+  marketingOptInLevel: CustomerMarketingOptInLevel
+  marketingState: CustomerEmailMarketingState!
+}
+
+input CustomerEmailMarketingConsentUpdateInput {
+  customerId: ID!
+  emailMarketingConsent: CustomerEmailMarketingConsentInput!
+}
+
+type CustomerEmailMarketingConsentUpdateUserError {
+  code: CustomerEmailMarketingConsentUpdateUserErrorCode
+  field: [String!]
+  message: String!
+}
+
 type CustomerUpdatePayload { customer: Customer userErrors: [UserError!]! }
+type CustomerEmailMarketingConsentUpdatePayload {
+  customer: Customer
+  userErrors: [CustomerEmailMarketingConsentUpdateUserError!]!
+}
+type CustomerAddressUpdatePayload { address: MailingAddress userErrors: [UserError!]! }
+type CustomerAddressCreatePayload { address: MailingAddress userErrors: [UserError!]! }
 type BulkOperationRunQueryPayload {
   bulkOperation: BulkOperation
   userErrors: [BulkOperationUserError!]!
@@ -255,6 +302,7 @@ type QueryRoot {
     sortKey: CustomerSortKeys = ID, query: String
   ): CustomerConnection!
   node(id: ID!): Node
+  nodes(ids: [ID!]!): [Node]!
   order(id: ID!): Order
   orders(
     first: Int, after: String, last: Int, before: String, reverse: Boolean = false,
@@ -267,9 +315,18 @@ type Mutation {
   bulkOperationRunQuery(
     query: String!, groupObjects: Boolean! = false
   ): BulkOperationRunQueryPayload
+  customerAddressCreate(
+    customerId: ID!, address: MailingAddressInput!, setAsDefault: Boolean
+  ): CustomerAddressCreatePayload
+  customerAddressUpdate(
+    customerId: ID!, addressId: ID!, address: MailingAddressInput!, setAsDefault: Boolean
+  ): CustomerAddressUpdatePayload
+  customerEmailMarketingConsentUpdate(
+    input: CustomerEmailMarketingConsentUpdateInput!
+  ): CustomerEmailMarketingConsentUpdatePayload
   customerUpdate(input: CustomerInput!): CustomerUpdatePayload
 }
-"""
+""".replace("__COUNTRY_CODES__", " ".join(COUNTRY_CODES))
 
 GID = re.compile(r"^gid://shopify/(?P<kind>[A-Za-z]+)/(?P<id>\d+)(?:\?.*)?$")
 
@@ -288,6 +345,10 @@ class Context:
     run_bulk: Callable[[Context, str, bool], dict[str, Any]] | None = None
     cancel_bulk: Callable[[Context, str], dict[str, Any]] | None = None
     update_customer: Callable[[Context, dict[str, Any]], dict[str, Any]] | None = None
+    # The other customer mutations, by GraphQL field name: (context, arguments) -> payload.
+    customer_mutations: dict[str, Callable[[Context, dict[str, Any]], dict[str, Any]]] = field(
+        default_factory=dict
+    )
 
 
 def parse_gid(value: str, kind: str | None = None) -> int | None:
@@ -536,6 +597,17 @@ def resolve_node(root: Any, info: GraphQLResolveInfo, id: str) -> dict[str, Any]
     return None
 
 
+def resolve_nodes(root: Any, info: GraphQLResolveInfo, ids: list[str]) -> list[Any]:
+    """``nodes(ids:)``: one entry per id, in order, null where nothing has that id."""
+    if len(ids) > MAX_NODE_IDS:
+        # The limit is documented; the wording of the refusal is UNCONFIRMED.
+        raise GraphQLError(
+            f"The ids argument must have at most {MAX_NODE_IDS} items.",
+            extensions={"code": "BAD_REQUEST"},
+        )
+    return [resolve_node(root, info, i) for i in ids]
+
+
 def resolve_bulk_operation(_root: Any, info: GraphQLResolveInfo, id: str) -> dict[str, Any] | None:
     number = parse_gid(id, "BulkOperation")
     if number is None and parse_gid(id) is None:
@@ -558,6 +630,21 @@ def resolve_customer_update(_root: Any, info: GraphQLResolveInfo, input: dict) -
     ctx = _ctx(info)
     assert ctx.update_customer is not None
     return ctx.update_customer(ctx, input)
+
+
+def _customer_mutation(name: str) -> Callable[..., dict[str, Any]]:
+    def resolve(_root: Any, info: GraphQLResolveInfo, **arguments: Any) -> dict[str, Any]:
+        ctx = _ctx(info)
+        return ctx.customer_mutations[name](ctx, arguments)
+
+    return resolve
+
+
+CUSTOMER_MUTATIONS = (
+    "customerEmailMarketingConsentUpdate",
+    "customerAddressUpdate",
+    "customerAddressCreate",
+)
 
 
 def resolve_bulk_run_query(
@@ -591,7 +678,10 @@ def build() -> GraphQLSchema:
     query.fields["node"].resolve = resolve_node
     query.fields["bulkOperation"].resolve = resolve_bulk_operation
     query.fields["currentBulkOperation"].resolve = resolve_current_bulk_operation
+    query.fields["nodes"].resolve = resolve_nodes
     mutation.fields["customerUpdate"].resolve = resolve_customer_update
+    for name in CUSTOMER_MUTATIONS:
+        mutation.fields[name].resolve = _customer_mutation(name)
     mutation.fields["bulkOperationRunQuery"].resolve = resolve_bulk_run_query
     mutation.fields["bulkOperationCancel"].resolve = resolve_bulk_cancel
     order_type = schema.get_type("Order")

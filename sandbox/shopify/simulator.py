@@ -9,11 +9,13 @@ executed answer carries ``extensions.cost``.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import phonenumbers
@@ -30,12 +32,21 @@ from graphql import (
 from graphql.execution.values import get_variable_values
 from graphql.utilities import type_from_ast
 
-from sandbox.shopify import render
+from sandbox.shopify import render, seed
 from sandbox.shopify.bulk import BulkRunner
 from sandbox.shopify.cost import MAX_QUERY_COST, LeakyBucket, actual_cost, requested_cost
 from sandbox.shopify.errors import syntax_error, validation_error, variable_error
 from sandbox.shopify.schema import Context, build, parse_gid
-from sandbox.shopify.store import Customer, Knobs, Order, Shop, Store, utc_now
+from sandbox.shopify.store import (
+    Address,
+    Consent,
+    Customer,
+    Knobs,
+    Order,
+    Shop,
+    Store,
+    utc_now,
+)
 from sandbox.shopify.webhooks import Dispatcher, Sender, http_sender
 
 RATE_LIMITS_DOC = "https://shopify.dev/api/usage/rate-limits"
@@ -265,6 +276,11 @@ class Simulator:
             run_bulk=self._run_bulk,
             cancel_bulk=self._cancel_bulk,
             update_customer=self._update_customer,
+            customer_mutations={
+                "customerEmailMarketingConsentUpdate": self._update_email_consent,
+                "customerAddressUpdate": self._update_address,
+                "customerAddressCreate": self._create_address,
+            },
         )
 
     def _cost(self, shop: Shop, requested: int, actual: int | None) -> dict[str, Any]:
@@ -345,6 +361,168 @@ class Simulator:
         if any(getattr(customer, k) != v for k, v in changes.items()):
             self.store.change_customer(shop, customer, changes, ctx.now)
         return {"customer": render.gql_customer(shop, customer), "userErrors": []}
+
+    def _update_email_consent(self, ctx: Context, arguments: dict[str, Any]) -> dict[str, Any]:
+        """customerEmailMarketingConsentUpdate. Only SUBSCRIBED, UNSUBSCRIBED and PENDING can be
+        set, and only for a customer with an email address
+        (https://shopify.dev/docs/api/admin-graphql/2025-07/payloads/CustomerEmailMarketingConsentUpdatePayload);
+        the wording of these userErrors is UNCONFIRMED. Asking for the state and opt-in level
+        the customer already has changes nothing (no new updatedAt, no webhook)."""
+        shop = ctx.shop
+        data = arguments["input"]
+        customer = shop.customers.get(parse_gid(data.get("customerId") or "", "Customer") or 0)
+
+        def refused(field: list[str], message: str, code: str) -> dict[str, Any]:
+            error = {"field": ["input", *field], "message": message, "code": code}
+            return {"customer": None, "userErrors": [error]}
+
+        if customer is None:
+            return refused(["customerId"], "Customer does not exist", "INVALID")
+        consent = data["emailMarketingConsent"]
+        state = consent["marketingState"]
+        if state not in _SETTABLE_EMAIL_STATES:
+            return refused(
+                ["emailMarketingConsent", "marketingState"],
+                f"Marketing state {state} can't be set. Use SUBSCRIBED, UNSUBSCRIBED or PENDING.",
+                "INCLUSION",
+            )
+        if not customer.email:
+            return refused(
+                ["customerId"], "Customer must have an email address to set consent", "INVALID"
+            )
+        level = consent.get("marketingOptInLevel") or "SINGLE_OPT_IN"
+        stamp = consent.get("consentUpdatedAt")
+        try:
+            when = _timestamp(stamp) if stamp else ctx.now
+        except ValueError:
+            return refused(
+                ["emailMarketingConsent", "consentUpdatedAt"], "Consent updated at is invalid",
+                "INVALID",
+            )  # fmt: skip
+        current = customer.email_consent
+        if current is None or (current.state, current.opt_in_level) != (state, level):
+            changes = {"email_consent": Consent(state, level, when)}
+            self.store.change_customer(shop, customer, changes, ctx.now)
+        return {"customer": render.gql_customer(shop, customer), "userErrors": []}
+
+    def _update_address(self, ctx: Context, arguments: dict[str, Any]) -> dict[str, Any]:
+        """customerAddressUpdate (2025-04 on): the fields given replace the address's, and
+        ``setAsDefault`` makes it the default. An update that changes nothing changes nothing
+        (no new updatedAt, no webhook). userError wording beyond "Customer does not exist" is
+        UNCONFIRMED."""
+        shop = ctx.shop
+        customer = shop.customers.get(parse_gid(arguments["customerId"], "Customer") or 0)
+        if customer is None:
+            return _address_refused(["customerId"], "Customer does not exist")
+        address_id = parse_gid(arguments["addressId"], "MailingAddress")
+        target = next((a for a in customer.addresses if a.id == address_id), None)
+        if target is None:
+            return _address_refused(["addressId"], "Address does not exist")
+        errors, changes = address_changes(shop, target, arguments["address"])
+        if errors:
+            return {"address": None, "userErrors": errors}
+        updated = dataclasses.replace(target, **changes)
+        default_id = target.id if arguments.get("setAsDefault") else customer.default_address_id
+        if updated != target or default_id != customer.default_address_id:
+            addresses = [updated if a.id == target.id else a for a in customer.addresses]
+            self.store.change_customer(
+                shop, customer, {"addresses": addresses, "default_address_id": default_id}, ctx.now
+            )
+        return {"address": render.gql_address(updated), "userErrors": []}
+
+    def _create_address(self, ctx: Context, arguments: dict[str, Any]) -> dict[str, Any]:
+        """customerAddressCreate (2025-04 on), the default address when ``setAsDefault``."""
+        shop = ctx.shop
+        customer = shop.customers.get(parse_gid(arguments["customerId"], "Customer") or 0)
+        if customer is None:
+            return _address_refused(["customerId"], "Customer does not exist")
+        blank = Address(id=shop.next_id("MailingAddress"))
+        errors, changes = address_changes(shop, blank, arguments["address"])
+        if errors:
+            return {"address": None, "userErrors": errors}
+        made = dataclasses.replace(blank, **changes)
+        default_id = made.id if arguments.get("setAsDefault") else customer.default_address_id
+        changes = {"addresses": [*customer.addresses, made], "default_address_id": default_id}
+        self.store.change_customer(shop, customer, changes, ctx.now)
+        return {"address": render.gql_address(made), "userErrors": []}
+
+
+_SETTABLE_EMAIL_STATES = frozenset({"SUBSCRIBED", "UNSUBSCRIBED", "PENDING"})
+# MailingAddressInput field -> Address attribute
+_ADDRESS_INPUT = {
+    "address1": "address1",
+    "address2": "address2",
+    "city": "city",
+    "company": "company",
+    "countryCode": "country_code",
+    "firstName": "first_name",
+    "lastName": "last_name",
+    "phone": "phone",
+    "provinceCode": "province_code",
+    "zip": "zip",
+}
+_ADDRESS_LABELS = {
+    "address1": "Address1",
+    "address2": "Address2",
+    "city": "City",
+    "company": "Company",
+    "firstName": "First name",
+    "lastName": "Last name",
+    "provinceCode": "Province code",
+    "zip": "Zip",
+}
+
+
+def _address_refused(field: list[str], message: str) -> dict[str, Any]:
+    return {"address": None, "userErrors": [{"field": field, "message": message}]}
+
+
+def _timestamp(value: str) -> datetime:
+    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError("a DateTime needs a zone")
+    return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def _province_name(country: str | None, code: str | None) -> str | None:
+    """The province's name from the seed's tables (the code itself when unknown)."""
+    for known in seed.COUNTRIES:
+        if known.code == country:
+            for _city, name, province_code, _zip in known.cities:
+                if province_code == code and name:
+                    return name
+    return code
+
+
+def address_changes(
+    shop: Shop, address: Address, data: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The userErrors for a MailingAddressInput, or the Address attribute changes it asks for
+    (fields absent from the input are kept; null clears). Field lengths as Shopify's
+    validation messages word them for customers (255 characters)."""
+    errors: list[dict[str, Any]] = []
+    changes: dict[str, Any] = {}
+    for key, attribute in _ADDRESS_INPUT.items():
+        if key not in data:
+            continue
+        value = data[key]
+        value = value.strip() or None if isinstance(value, str) else value
+        if isinstance(value, str) and len(value) > 255 and key in _ADDRESS_LABELS:
+            message = f"{_ADDRESS_LABELS[key]} is too long (maximum is 255 characters)"
+            errors.append({"field": ["address", key], "message": message})
+            continue
+        changes[attribute] = value
+    country = changes.get("country_code", address.country_code)
+    if changes.get("phone"):
+        phone = normalise_phone(changes["phone"], country or shop.country)
+        if phone is None:
+            errors.append({"field": ["address", "phone"], "message": "Phone is invalid"})
+        changes["phone"] = phone
+    if "province_code" in changes or "country_code" in changes:
+        code = changes.get("province_code", address.province_code)
+        changes["province_code"] = code
+        changes["province"] = _province_name(country, code) if code else None
+    return errors, changes
 
 
 def customer_changes(

@@ -395,6 +395,15 @@ def list_customers(name: str) -> Response:
         items = [c for c in site.customers.values() if role == "all" or c.role == role]
         if request.args.get("email"):
             items = [c for c in items if c.email == request.args["email"]]
+        if request.args.get("include"):
+            # An array argument, as a comma-separated list or repeated include[] keys, which
+            # WordPress parses alike (wp_parse_id_list) [WC-DOCS _customers.md "include"].
+            raw = ",".join(request.args.getlist("include") + request.args.getlist("include[]"))
+            try:
+                wanted = {int(i) for i in raw.split(",") if i.strip()}
+            except ValueError:
+                raise WcError(400, "rest_invalid_param", "Invalid parameter(s): include") from None
+            items = [c for c in items if c.id in wanted]
         keys = {"id": lambda c: c.id, "include": lambda c: c.id,
                 "name": lambda c: (c.first_name, c.last_name, c.id),
                 "registered_date": lambda c: (c.created, c.id)}  # fmt: skip
@@ -516,10 +525,16 @@ def batch_customers(name: str) -> Response:
             raise WcError(413, "woocommerce_rest_request_entity_too_large",
                           f"Unable to accept more than {BATCH_LIMIT} items for this request.")  # fmt: skip
         updated = []
+        # Each item is its own update_item: a refusal is answered inline as {id, error {code,
+        # message, data}} and the others go on [WC-SRC class-wc-rest-controller.php
+        # batch_items]; every saved item is saved in full (date_modified moves and
+        # customer.updated fires even when nothing changed: the data store's update() always
+        # runs wp_update_user [WC-SRC class-wc-customer-data-store.php]).
         for item in data.get("update") or []:
             customer = site.customers.get(int(item.get("id") or 0))
             if customer is None:
-                # Per-item error shape: UNCONFIRMED beyond {id, error{code, message, data}}.
+                # update_item's answer for an unknown id [WC-SRC
+                # class-wc-rest-customers-controller.php]: 400 woocommerce_rest_invalid_id.
                 updated.append(
                     {
                         "id": item.get("id"),

@@ -40,6 +40,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, g, request
 
 from sandbox.controls import BadRequest
+from sandbox.zoho.notifications import Channel, Watch, check_scope
 from sandbox.zoho.schema import MODULES
 from sandbox.zoho.store import (
     MAX_FIELDS,
@@ -66,6 +67,12 @@ MAX_ACTIVE_TOKENS = 30
 DEFAULT_TRIGGERS = ("workflow", "approval", "blueprint")
 KNOWN_TRIGGERS = frozenset({"workflow", "approval", "blueprint", "pathfinder", "orchestration"})
 CREDITS_HEADER = "X-API-CREDITS-REMAINING"
+# What a Self Client's token carries unless the org is made with other ``scopes``.
+DEFAULT_SCOPES = (
+    "ZohoCRM.modules.ALL",
+    "ZohoCRM.settings.fields.READ",
+    "ZohoCRM.notifications.ALL",
+)
 
 
 def dumps(value: Any) -> str:
@@ -112,6 +119,13 @@ class Knobs:
     # mentioned in the If-Modified-Since header in a GET API"); get-records.html says 204 for
     # "no records". Which one a delta read gets is UNCONFIRMED (reference 3.2): 204 or 304.
     not_modified_status: int = 204
+    # Watch-channel callbacks (sandbox.zoho.notifications): changes queued this close together
+    # go in one callback; a failed callback is retried this many times, this far apart (times
+    # the attempt number); Zoho's own retry policy is UNCONFIRMED.
+    notification_delay_ms: int = 50
+    notification_retries: int = 2
+    notification_retry_seconds: float = 60.0
+    notification_timeout_s: float = 10.0
 
 
 @dataclass
@@ -127,8 +141,13 @@ class Account:
     credits: Credits
     concurrency: int
     custom_fields: bool
+    scopes: tuple[str, ...] = ()
     inflight: int = 0
     mints: list[float] = field(default_factory=list)
+    # Watch channels by (channel id, module), their callbacks' log, callbacks not yet done.
+    channels: dict[tuple[str, str], Channel] = field(default_factory=dict)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    queued: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -139,6 +158,7 @@ class Account:
             "credits": self.credits.limit,
             "concurrency": self.concurrency,
             "custom_fields": self.custom_fields,
+            "scopes": list(self.scopes),
             "time_zone": self.org.zone.key,
             "users": {k: u.lookup() for k, u in self.org.users.items()},
         }
@@ -157,6 +177,7 @@ class Simulator:
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
         self.lock = threading.RLock()
+        self.watch = Watch(self, dumps)
         self.reset()
 
     def reset(self, seed: int = 0) -> None:
@@ -233,7 +254,7 @@ class Simulator:
             return _json(
                 {
                     "access_token": token,
-                    "scope": "ZohoCRM.modules.ALL ZohoCRM.settings.fields.READ",
+                    "scope": " ".join(account.scopes),
                     "api_domain": self.knobs.api_domain or request.host_url.rstrip("/"),
                     "token_type": "Bearer",
                     "expires_in": account.token_ttl,
@@ -615,6 +636,64 @@ def _api(sim: Simulator) -> Blueprint:
             return Response(status=204)  # UNCONFIRMED: 204 vs 400 INVALID_DATA
         return _json({"data": [org.render(record, _csv("fields") or None)]})
 
+    # ------------------------------------------------------------- watch channels
+
+    def watch_entries(limit: int = 50) -> list[Any]:
+        body = _body()
+        entries = body.get("watch")
+        if entries is None or entries == []:
+            raise ApiError(
+                400, "MANDATORY_NOT_FOUND", "required field not found", {"api_name": "watch"}
+            )
+        if not isinstance(entries, list):
+            raise ApiError(400, "INVALID_DATA", "invalid data", {"api_name": "watch"})
+        if len(entries) > limit:
+            raise ApiError(400, "LIMIT_EXCEEDED", "limit exceeded", {"limit": limit})
+        return entries
+
+    def watch_answer(results: list[dict], all_ok: int) -> Response:
+        ok = sum(r["status"] == "success" for r in results)
+        status = all_ok if ok == len(results) else 207 if ok else 400
+        return _json({"watch": results}, status)
+
+    def api_domain() -> str:
+        return sim.knobs.api_domain or request.host_url.rstrip("/")
+
+    @route("/actions/watch", methods=["POST"])
+    def enable_watch(account: Account) -> Response:
+        check_scope(account.scopes, "POST")
+        results = sim.watch.enable(account, watch_entries(), api_domain())
+        return watch_answer(results, 201)
+
+    @route("/actions/watch", methods=["PUT", "PATCH"])
+    def update_watch(account: Account) -> Response:
+        check_scope(account.scopes, request.method)
+        results = sim.watch.update(
+            account, watch_entries(), api_domain(), replace=request.method == "PUT"
+        )
+        return watch_answer(results, 200)
+
+    @route("/actions/watch", methods=["GET"])
+    def list_watch(account: Account) -> Response:
+        check_scope(account.scopes, "GET")
+        rows = sim.watch.listing(
+            account, module=request.args.get("module"), channel_id=request.args.get("channel_id")
+        )
+        if not rows:
+            return Response(status=204)
+        info = {"per_page": 200, "count": len(rows), "page": 1, "more_records": False}
+        return _json({"watch": rows, "info": info})
+
+    @route("/actions/watch", methods=["DELETE"])
+    def disable_watch(account: Account) -> Response:
+        check_scope(account.scopes, "DELETE")
+        ids = _csv("channel_ids")
+        if not ids:
+            raise ApiError(
+                400, "REQUIRED_PARAM_MISSING", "required param not found", {"param": "channel_ids"}
+            )
+        return watch_answer(sim.watch.disable(account, ids), 200)
+
     @route("/settings/fields", methods=["GET"])
     def field_meta(account: Account) -> Response:
         org = account.org
@@ -676,6 +755,9 @@ def _control(sim: Simulator) -> Blueprint:
             custom = data.get("custom_fields", True)
             if not isinstance(custom, bool):
                 raise BadRequest("custom_fields must be a boolean")
+            scopes = data.get("scopes", list(DEFAULT_SCOPES))
+            if not isinstance(scopes, list) or not all(isinstance(x, str) for x in scopes):
+                raise BadRequest("scopes must be a list of Zoho OAuth scopes")
             extra_unique = data.get("unique_fields") or {}
             if not isinstance(extra_unique, dict):
                 raise BadRequest("unique_fields must be {module: [field, ...]}")
@@ -701,7 +783,9 @@ def _control(sim: Simulator) -> Blueprint:
                 credits=Credits(positive(data, "credits", 50_000)),
                 concurrency=positive(data, "concurrency", 10),  # Standard edition
                 custom_fields=custom,
+                scopes=tuple(scopes),
             )
+            org.on_change = functools.partial(sim.watch.changed, account)
             sim.accounts[org_id] = account
             return _json(account.as_json(), 201)
 
@@ -816,6 +900,19 @@ def _control(sim: Simulator) -> Blueprint:
                 raise BadRequest(f"{result['code']}: {result['details']}")
             return _json({"data": [org.render(org.records[module][record_id])]})
 
+    @bp.get("/orgs/<org_id>/deliveries")
+    def deliveries(org_id: str) -> Response:
+        """The watch callbacks sent (one row per attempt) and how many are still to go."""
+        with sim.lock:
+            account = sim.account(org_id)
+            return _json({"deliveries": list(account.deliveries), "pending": account.queued})
+
+    @bp.delete("/orgs/<org_id>/deliveries")
+    def clear_deliveries(org_id: str) -> Response:
+        with sim.lock:
+            sim.account(org_id).deliveries.clear()
+        return Response(status=204)
+
     @bp.get("/calls")
     def calls() -> Response:
         org_id = request.args.get("org_id")
@@ -852,6 +949,15 @@ def _control(sim: Simulator) -> Blueprint:
         for name in ("inject", "fault_values"):
             if name in data and not isinstance(data[name], list):
                 raise BadRequest(f"{name} must be a list")
+        for name in (
+            "notification_delay_ms",
+            "notification_retries",
+            "notification_retry_seconds",
+            "notification_timeout_s",
+        ):
+            value = data.get(name, 0)
+            if isinstance(value, bool) or not isinstance(value, int | Decimal) or value < 0:
+                raise BadRequest(f"{name} must be a number >= 0")
         if any(not isinstance(e, dict) or "status" not in e for e in data.get("inject", [])):
             raise BadRequest("each inject entry must be an object with a status")
         with sim.lock:

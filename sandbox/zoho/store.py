@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -193,6 +193,10 @@ class Org:
             "rep": User(self._new_id(), "Riya Sales", f"riya.sales@org{org_id}.example"),
         }
         self._users_by_id = {u.id: u for u in self.users.values()}
+        # Called with (module, operation, record id, changed field names) after every change
+        # of a record, operation "insert", "update" or "delete": the watch channels' feed
+        # (sandbox.zoho.notifications). Writes by the API and by a rep alike.
+        self.on_change: Callable[[str, str, str, list[str]], None] | None = None
         self.field_ids = {
             (m, name): self._new_id()
             for m, specs in (self.fields | self.subform_fields).items()
@@ -635,13 +639,20 @@ class Org:
             self.records[module][record.id] = record
             self.writes[module]["inserts"] += 1
             self._compute(record, now)
+            self._changed(module, "insert", record.id, [])
             return record, True
+        changed = [k for k, v in changes.items() if target.values.get(k) != v]
         target.values.update(changes)
         target.modified = now
         target.modified_by = user.id
         self.writes[module]["updates"] += 1
         self._compute(target, now)
+        self._changed(module, "update", target.id, changed)
         return target, False
+
+    def _changed(self, module: str, operation: str, record_id: str, fields: list[str]) -> None:
+        if self.on_change is not None:
+            self.on_change(module, operation, record_id, fields)
 
     # ----------------------------------------------------------------- subforms
 
@@ -833,6 +844,7 @@ class Org:
                 continue
             record.deleted = True
             self.writes[module]["deletes"] += 1
+            self._changed(module, "delete", record.id, [])
             results.append(
                 {
                     "code": "SUCCESS",
