@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     full_scan_interval_seconds: float = Field(
         3600.0, gt=0, description="how often stores without a change filter are read whole"
     )
+    crm_poll_interval_seconds: float = Field(
+        300.0, gt=0, description="how often CRM contact changes are polled behind the webhooks"
+    )
     lease_seconds: float = Field(120.0, gt=0)
     reconcile_interval_seconds: float = Field(5.0, gt=0)
     worker_threads: int = Field(2, ge=1, le=64)
@@ -151,7 +154,9 @@ class Tandem:
                 poll_interval_seconds=self.settings.poll_interval_seconds,
                 poll_overlap_seconds=self.settings.poll_overlap_seconds,
                 full_scan_interval_seconds=self.settings.full_scan_interval_seconds,
+                crm_poll_interval_seconds=self.settings.crm_poll_interval_seconds,
                 bulk_chunk_roots=self.settings.bulk_chunk_roots,
+                public_url=self.settings.public_url,
             ),
         )
 
@@ -274,8 +279,8 @@ def create_connection(
     ``crm_credentials`` are the CRM's secrets (HubSpot: access_token; Zoho: client_id,
     client_secret, refresh_token; Salesforce: the same, or client_id and jwt_private_key with
     ``crm_settings["jwt_username"]``); ``crm_settings`` its options (Zoho ``dc``, Salesforce
-    ``login_url``). ``public_url`` (default TANDEM_PUBLIC_URL) is where the store reaches
-    Tandem's webhooks.
+    ``login_url``). ``public_url`` (default TANDEM_PUBLIC_URL) is where the store and the
+    CRM's push channels reach Tandem's webhooks.
 
     Raises ConfigurationError (an account that cannot be one, a CRM org missing fields Tandem
     writes, a platform refusing the properties or the webhooks) and click.ClickException
@@ -321,6 +326,9 @@ def create_connection(
         settings: dict[str, Any] = {k: v for k, v in (crm_settings or {}).items() if v}
         if default_region:
             settings["default_region"] = default_region
+        if public_url:
+            # Where this connection's platforms reach Tandem (store webhooks, CRM channels).
+            settings["public_url"] = public_url
         connection = Connection(
             name=name,
             store_platform=store_platform,

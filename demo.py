@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,9 @@ from sync.worker import InProcessWorker
 
 SHOP = "tandem-demo.myshopify.com"
 PORTAL_ID = 4242
+HUBSPOT_APP_ID = 1_234_567  # the app whose webhooks the HubSpot simulator sends
+# (The simulator does not send contact.merge events; the worker reads them from real HubSpot.)
+HUBSPOT_SUBSCRIPTIONS = ["contact.creation", "contact.propertyChange", "contact.deletion"]
 WEBHOOK_TOPICS = [
     "customers/create",
     "customers/update",
@@ -215,6 +218,23 @@ DEFAULT_CRM_ACCOUNTS = {
 }
 
 
+# How a rep's edit is made through each CRM simulator's control API.
+_REP_EDITS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "hubspot": ("/objects/contacts/{id}", lambda props: {"properties": props}),
+    "zoho": ("/records/Contacts/{id}", lambda props: props),
+    "salesforce": ("/records/Contact/{id}", lambda props: props),
+}
+
+
+def is_customer_write(platform: str, call: dict[str, Any]) -> bool:
+    """Whether a storefront simulator's logged call wrote customers (a write-back)."""
+    if platform == "shopify":  # Tandem's customer mutations (connectors.shopify)
+        return call.get("operation") in ("TandemCustomerWrite", "TandemCustomerUpdate")
+    if platform == "woocommerce":
+        return call["method"] in ("PUT", "POST") and "/customers" in call["path"]
+    return call["method"] == "PUT" and "/v3/customers" in call["path"]
+
+
 @dataclass
 class Sandbox:
     """Running simulators (one storefront, one CRM) and the accounts made in them."""
@@ -230,6 +250,8 @@ class Sandbox:
     credentials: dict[str, str] = field(default_factory=dict)
     crm_credentials: dict[str, str] = field(default_factory=dict)
     crm_settings: dict[str, str] = field(default_factory=dict)  # e.g. {"orders_as": "Order"}
+    # The HubSpot app's client secret: it signs the simulator's webhooks to Tandem.
+    crm_app_secret: str = field(default_factory=lambda: secrets.token_hex(16))
 
     @property
     def sim(self) -> StoreSim:
@@ -284,6 +306,57 @@ class Sandbox:
             self.store_control(
                 "POST", "/webhooks", json={"address": webhook_url, "topics": WEBHOOK_TOPICS}
             )
+
+    def notify(self, t: Any, connection_id: int, tandem_url: str) -> None:
+        """Point the CRM simulator's push channel at Tandem, as the CRM's set-up would:
+        HubSpot's app webhook settings, a Salesforce outbound message on Contact (its endpoint
+        URL from ``sync.channels``). Zoho needs nothing here: Tandem subscribes its own watch
+        channel (the worker's ``crm_channels`` job)."""
+        from sync.channels import salesforce_endpoint
+        from sync.models import Connection
+
+        if self.crm_platform == "hubspot":
+            self.crm_control(
+                "POST",
+                "/webhooks",
+                json={
+                    "target_url": f"{tandem_url}/webhooks/hubspot",
+                    "client_secret": self.crm_app_secret,
+                    "app_id": HUBSPOT_APP_ID,
+                    "subscriptions": HUBSPOT_SUBSCRIPTIONS,
+                },
+            )
+        elif self.crm_platform == "salesforce":
+            with transaction(t.sessions) as session:
+                url = salesforce_endpoint(
+                    session, t.vault, session.get(Connection, connection_id), tandem_url
+                )
+            fields = [
+                *CRM_SCHEMAS["salesforce"].contact_fields,
+                "LastModifiedDate",
+                "LastModifiedById",
+            ]
+            self.crm_control(
+                "POST", "/outbound", json={"object": "Contact", "url": url, "fields": fields}
+            )
+
+    def rep_edit_contact(self, crm_id: str, **values: Any) -> None:
+        """Edit a contact in the CRM simulator as a sales rep would in the CRM's UI; ``values``
+        by canonical path (``first_name=...``), written to the fields Tandem maps them to."""
+        fields = {
+            path: prop for prop, path in CRM_SCHEMAS[self.crm_platform].contact_fields.items()
+        }
+        path, wrap = _REP_EDITS[self.crm_platform]
+        body = wrap({fields[name]: value for name, value in values.items()})
+        self.crm_control("PATCH", path.format(id=crm_id), json=body)
+
+    def second_store(self, key: str) -> Sandbox:
+        """Another store of the same merchant in the same simulator, syncing into the same
+        CRM account (the same HubSpot portal or org): one person, two stores."""
+        other = replace(self, key=key, account="", credentials={})
+        body = self.sim.create(other, self.store.url)
+        self.control(self.store, "POST", f"/{self.sim.collection}", json=body)
+        return other
 
     def add_store(self, key: str, *, crm_account: str, **changes: Any) -> Sandbox:
         """A second store of the same platform in the same simulator (same app secret), with
@@ -385,6 +458,8 @@ def sandbox_config(sandbox: Sandbox, var_dir: Path, **overrides: Any) -> dict[st
         "var_dir": var_dir,
         "encryption_keys": Fernet.generate_key().decode(),
         "shopify_client_secret": sandbox.client_secret,
+        "hubspot_client_secret": sandbox.crm_app_secret,
+        "hubspot_app_id": str(HUBSPOT_APP_ID),
         "allow_loopback": True,
         "poll_interval_seconds": 3.0,
         "poll_overlap_seconds": 60.0,

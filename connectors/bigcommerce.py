@@ -605,7 +605,10 @@ class BigCommerceConnector:
                 continue
             stamp = _optional_stamp(now[store_id]) if store_id in now else stamps.get(index)
             results[index] = WriteResult(key=store_id, ok=True, id=store_id, updated_at=stamp)
-        return [r for r in results if r is not None]
+        done = [r for r in results if r is not None]
+        if len(done) != len(results):  # one result per patch, in order: anything else is a bug
+            raise RuntimeError("write_customers left a patch without a result")
+        return done
 
     def _write_fields(
         self, writes: Sequence[tuple[int, str, dict[str, Any]]]

@@ -532,10 +532,16 @@ class ShopifyConnector:
 
     # ------------------------------------------------------------------ plumbing
     def _graphql(
-        self, query: str, variables: Mapping[str, Any], cost: str | float
+        self,
+        query: str,
+        variables: Mapping[str, Any],
+        cost: str | float,
+        *,
+        idempotent: bool = True,
     ) -> dict[str, Any]:
         """POST one operation; returns the whole body (data and extensions). ``cost`` is a
-        COSTS key or the requested cost itself.
+        COSTS key or the requested cost itself; ``idempotent=False`` for a document that would
+        do its work twice if sent twice (see HttpClient.request).
 
         Raises the connectors.errors classes through the HttpClient and SHOPIFY_POLICY.
         """
@@ -545,6 +551,7 @@ class ShopifyConnector:
             json={"query": query, "variables": dict(variables)},
             headers=self._headers,
             cost=float(COSTS[cost] if isinstance(cost, str) else cost),
+            idempotent=idempotent,
         )
         status = throttle_status(response)
         if status is not None:
@@ -837,7 +844,7 @@ class ShopifyConnector:
         self._stamp_unstamped([p for p in plans.values() if not p.errors and not p.updated_at])
         for index, plan in plans.items():
             results[index] = _plan_result(plan)
-        return [r for r in results if r is not None]
+        return _in_order(results)
 
     def _cost_cap(self) -> float:
         """The most one query may request: 1000, or less when Shopify announces a smaller
@@ -917,8 +924,12 @@ class ShopifyConnector:
         """
         query, variables = _write_document(plans)
         cost = sum(len(p.mutations) for p in plans) * WRITE_OPERATION_COST
+        # Every mutation here sets values, so sending the document twice is harmless, except
+        # an address creation, which would make a second address: such a document is not sent
+        # again after a timeout or 5xx (the next attempt reads first and finds the address).
+        creates = any(m.field == "customerAddressCreate" for p in plans for m in p.mutations)
         try:
-            body = self._graphql(query, variables, cost)
+            body = self._graphql(query, variables, cost, idempotent=not creates)
         except PermanentError as exc:
             details = exc.details if isinstance(exc.details, dict) else {}
             if isinstance(details.get("data"), dict):
@@ -957,7 +968,9 @@ class ShopifyConnector:
     def _stamp_unstamped(self, plans: Sequence[_Plan]) -> None:
         """updatedAt for customers whose mutations returned none (an address change alone:
         its payload is the address). Raises connectors.errors.*."""
-        by_id = {p.store_id: p for p in plans}
+        by_id: dict[str, list[_Plan]] = {}
+        for plan in plans:
+            by_id.setdefault(plan.store_id, []).append(plan)
         ids = list(by_id)
         size = max(1, min(MAX_NODE_IDS, int(self._cost_cap()) // COSTS["customer_updated_at"]))
         for start in range(0, len(ids), size):
@@ -969,9 +982,8 @@ class ShopifyConnector:
             )
             for node in body["data"].get("nodes") or []:
                 if node and node.get("id"):
-                    by_id[shopify_mapping.legacy_id(node["id"])].updated_at = _stamp(
-                        node.get("updatedAt")
-                    )
+                    for plan in by_id.get(shopify_mapping.legacy_id(node["id"]), []):
+                        plan.updated_at = _stamp(node.get("updatedAt"))
 
 
 def _refused_variables(body: Mapping[str, Any]) -> dict[int, list[dict[str, Any]]] | None:
@@ -987,6 +999,14 @@ def _refused_variables(body: Mapping[str, Any]) -> dict[int, list[dict[str, Any]
             {"mutation": None, "message": error.get("message"), **(error.get("extensions") or {})}
         )
     return refused or None
+
+
+def _in_order(results: Sequence[WriteResult | None]) -> list[WriteResult]:
+    """The results, one per patch; a patch left without one is a bug here."""
+    done = [r for r in results if r is not None]
+    if len(done) != len(results):
+        raise RuntimeError("write_customers left a patch without a result")
+    return done
 
 
 def _plan_result(plan: _Plan) -> WriteResult:

@@ -486,7 +486,10 @@ class WooCommerceConnector:
         answers = self.update_customers([(store_id, body) for _, store_id, body in writes])
         for (index, store_id, _), answer in zip(writes, answers, strict=True):
             results[index] = _write_result(store_id, answer)
-        return [r for r in results if r is not None]
+        done = [r for r in results if r is not None]
+        if len(done) != len(results):  # one result per patch, in order: anything else is a bug
+            raise RuntimeError("write_customers left a patch without a result")
+        return done
 
     def _customers_by_id(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The customers of ``ids`` that exist, whatever their role, by id: PAGE_SIZE ids per

@@ -20,8 +20,9 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from sync.db import transaction
 from sync.inbox import WEBHOOK_TOKEN_KIND
 from sync.models import Checkpoint, Connection, utcnow
 from sync.secrets import SecretsError, Vault
@@ -65,10 +66,10 @@ def zoho_channel_id(connection_id: int) -> int:
 
 
 def ensure_channels(
-    session: Session,
+    sessions: sessionmaker[Session],
     vault: Vault,
     crm_connector: Any,
-    connection: Connection,
+    connection_id: int,
     public_url: str,
     *,
     now: datetime | None = None,
@@ -81,52 +82,32 @@ def ensure_channels(
     lifetime; otherwise calls nothing. Salesforce: makes the ``?key=`` secret the admin's
     endpoint URL needs (salesforce_endpoint). HubSpot: nothing (app-level webhooks).
 
-    Changes rows in ``session`` (the caller commits) and calls Zoho inside it: keep the
-    transaction to this call. Raises what the connector raises (ConfigurationError when the
-    Zoho token lacks ZohoCRM.notifications.ALL, PermanentError, RetriableError, ...).
+    The call to Zoho is made between two short transactions, never inside one: the connector
+    itself writes to the state store (its rate budget, its token), and a transaction held
+    across a platform call would hold SQLite's write lock against it. Raises what the
+    connector raises (ConfigurationError when the Zoho token lacks ZohoCRM.notifications.ALL,
+    PermanentError, RetriableError, ...).
     """
     now = now or utcnow()
-    if connection.crm_platform == "zoho":
-        return _ensure_zoho(session, vault, crm_connector, connection, public_url, now)
-    if connection.crm_platform == "salesforce":
-        channel_token(session, vault, connection)
-    return None
-
-
-def _ensure_zoho(
-    session: Session,
-    vault: Vault,
-    zoho: Watcher,
-    connection: Connection,
-    public_url: str,
-    now: datetime,
-) -> datetime:
-    token = channel_token(session, vault, connection)
-    channel_id = zoho_channel_id(connection.id)
-    notify_url = f"{public_url.rstrip('/')}/webhooks/zoho/{connection.id}"
-    checkpoint = session.scalar(
-        select(Checkpoint).where(
-            Checkpoint.connection_id == connection.id,
-            Checkpoint.entity == CHANNEL_ENTITY,
-            Checkpoint.stream == CHANNEL_STREAM,
-        )
-    )
-    if checkpoint is None:
-        checkpoint = Checkpoint(
-            connection_id=connection.id, entity=CHANNEL_ENTITY, stream=CHANNEL_STREAM, state={}
-        )
-        session.add(checkpoint)
-    state = dict(checkpoint.state or {})
+    with transaction(sessions) as session:
+        connection = session.get(Connection, connection_id)
+        if connection is None or connection.crm_platform not in ("zoho", "salesforce"):
+            return None
+        token = channel_token(session, vault, connection)
+        if connection.crm_platform == "salesforce":
+            return None
+        channel_id = zoho_channel_id(connection_id)
+        notify_url = f"{public_url.rstrip('/')}/webhooks/zoho/{connection_id}"
+        state = dict(_checkpoint(session, connection_id).state or {})
     expires_at = _parse(state.get("expires_at"))
-    current = (
+    if (
         expires_at is not None
         and expires_at - now > RENEW_BEFORE
         and state.get("channel_id") == channel_id
         and state.get("notify_url") == notify_url
-    )
-    if current:
-        assert expires_at is not None
+    ):
         return _renew_at(expires_at, now)
+    zoho: Watcher = crm_connector
     granted = zoho.watch(
         channel_id,
         list(ZOHO_EVENTS),
@@ -135,17 +116,35 @@ def _ensure_zoho(
         now + ZOHO_MAX_LIFETIME - ZOHO_LIFETIME_MARGIN,
     )
     renew_at = _renew_at(granted, now)
-    # A new dict: the JSON column notices a replaced value, not one changed in place.
-    checkpoint.state = {
-        "channel_id": channel_id,
-        "expires_at": granted.isoformat(),
-        "notify_url": notify_url,
-        "events": list(ZOHO_EVENTS),
-    }
-    checkpoint.position_updated_at = now
-    checkpoint.next_run_at = renew_at
-    session.flush()
+    with transaction(sessions) as session:
+        checkpoint = _checkpoint(session, connection_id)
+        # A new dict: the JSON column notices a replaced value, not one changed in place.
+        checkpoint.state = {
+            "channel_id": channel_id,
+            "expires_at": granted.isoformat(),
+            "notify_url": notify_url,
+            "events": list(ZOHO_EVENTS),
+        }
+        checkpoint.position_updated_at = now
+        checkpoint.next_run_at = renew_at
     return renew_at
+
+
+def _checkpoint(session: Session, connection_id: int) -> Checkpoint:
+    checkpoint = session.scalar(
+        select(Checkpoint).where(
+            Checkpoint.connection_id == connection_id,
+            Checkpoint.entity == CHANNEL_ENTITY,
+            Checkpoint.stream == CHANNEL_STREAM,
+        )
+    )
+    if checkpoint is None:
+        checkpoint = Checkpoint(
+            connection_id=connection_id, entity=CHANNEL_ENTITY, stream=CHANNEL_STREAM, state={}
+        )
+        session.add(checkpoint)
+        session.flush()
+    return checkpoint
 
 
 def _renew_at(expires_at: datetime, now: datetime) -> datetime:

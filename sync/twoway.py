@@ -330,6 +330,12 @@ class FieldSync:
                 continue
             patches.append((link, values, patch))
         if patches:
+            log.info(
+                "connection %s: writing back to %s: %s",
+                self.connection_id,
+                self.store.platform,
+                [(link.store_id, sorted(values)) for link, values, _ in patches],
+            )
             results = self.store.write_customers(
                 [(link.store_id, patch) for link, _, patch in patches]
             )

@@ -35,7 +35,7 @@ from mapping import (
     crm_schema,
 )
 from mapping import twoway as twoway_mapping
-from sync import inbox, jobs, ledger, links, notifications
+from sync import channels, inbox, jobs, ledger, links, notifications
 from sync.db import transaction
 from sync.engine import ConnectionContext, Engine, FieldMaps, Outcome
 from sync.models import (
@@ -63,6 +63,7 @@ log = logging.getLogger("tandem.worker")
 
 POLL = "poll"
 CRM_POLL = "crm_poll"
+CRM_CHANNELS = "crm_channels"
 BACKFILL = "backfill"
 REFETCH = "refetch"
 ENTITIES = ("customers", "orders")
@@ -76,6 +77,8 @@ class WorkerConfig:
     # CRM changes are polled as a safety net behind the CRM's webhooks, in pages of this many.
     crm_poll_interval_seconds: float = 300.0
     crm_poll_page: int = 200
+    # Where the CRMs' push channels reach Tandem (TANDEM_PUBLIC_URL); None: no channels.
+    public_url: str | None = None
     poll_overlap_seconds: float = 300.0
     full_scan_interval_seconds: float = 3600.0
     drain_batch: int = 200
@@ -116,6 +119,7 @@ class Worker:
             BACKFILL: self._backfill,
             REFETCH: self._refetch,
             CRM_POLL: self._crm_poll,
+            CRM_CHANNELS: self._crm_channels,
             PrivacyJobs.KIND: PrivacyJobs(sessions, platforms).run,
         }
 
@@ -641,10 +645,53 @@ class Worker:
                 if job_id is not None:
                     created.append(job_id)
             if (connection.settings or {}).get("two_way", True):
-                job_id = self._schedule_crm_poll(session, connection, now)
-                if job_id is not None:
-                    created.append(job_id)
+                for job_id in (
+                    self._schedule_crm_poll(session, connection, now),
+                    self._schedule_channels(session, connection, now),
+                ):
+                    if job_id is not None:
+                        created.append(job_id)
         return created
+
+    def _schedule_channels(self, session: Session, connection: Connection, now) -> int | None:
+        """Set up, or renew before it expires, the CRM's push channel (Zoho watch channels;
+        Salesforce's endpoint secret)."""
+        if _public_url(connection, self.config) is None or connection.crm_platform not in (
+            "zoho",
+            "salesforce",
+        ):
+            return None
+        checkpoint = checkpoint_row(
+            session, connection.id, channels.CHANNEL_ENTITY, channels.CHANNEL_STREAM
+        )
+        if checkpoint.next_run_at is not None and checkpoint.next_run_at > now:
+            return None
+        # Looked at again in an hour unless the job says when (a failed job retries sooner).
+        checkpoint.next_run_at = now + timedelta(hours=1)
+        return jobs.add_job(
+            session,
+            kind=CRM_CHANNELS,
+            connection_id=connection.id,
+            priority=jobs.PRIORITY_POLL,
+            dedupe_key=f"{CRM_CHANNELS}:{connection.id}",
+        )
+
+    def _crm_channels(self, job: Job, connection: Connection) -> list[int]:
+        public_url = _public_url(connection, self.config)
+        assert public_url is not None
+        with transaction(self.sessions) as session:
+            crm = self.platforms.crm(session, connection, priority=job.priority)
+        renew_at = channels.ensure_channels(
+            self.sessions, self.platforms.vault, crm, connection.id, public_url
+        )
+
+        def apply(session: Session, step: Step) -> None:
+            if renew_at is not None:
+                checkpoint_row(
+                    session, connection.id, channels.CHANNEL_ENTITY, channels.CHANNEL_STREAM
+                ).next_run_at = renew_at
+
+        return self._finish(job, apply)
 
     def _schedule_crm_poll(self, session: Session, connection: Connection, now) -> int | None:
         """The CRM's changes since the last poll (minus the overlap). The first poll starts
@@ -823,6 +870,10 @@ class Worker:
         for job_id, priority in ids:
             self.queue.submit_quietly(job_id, priority=priority)
         return len(ids)
+
+
+def _public_url(connection: Connection, config: WorkerConfig) -> str | None:
+    return (connection.settings or {}).get("public_url") or config.public_url
 
 
 class _NotYet(RateLimitedError):

@@ -104,9 +104,7 @@ def add(sessions, crm: str, account: str = ORG, shop: str = "z.myshopify.com") -
 
 def ensure(sessions, vault, zoho, connection_id, clock, public=PUBLIC, offset=0.0):
     now = datetime.fromtimestamp(clock.now + offset, UTC)
-    with transaction(sessions) as s:
-        connection = s.get(Connection, connection_id)
-        return ensure_channels(s, vault, zoho, connection, public, now=now)
+    return ensure_channels(sessions, vault, zoho, connection_id, public, now=now)
 
 
 def channels(sim, zoho) -> list[dict]:

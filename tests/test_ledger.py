@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -209,22 +210,28 @@ one_side_rounds = st.lists(
 mixed_rounds = st.lists(st.lists(edit, max_size=3), min_size=1, max_size=6)
 POLICIES = st.sampled_from(["latest", "store", "crm"])
 SEEDS = st.integers(0, 2**32 - 1)
-PLAYED = {"sequential": 0, "crossing": 0}
+# These tests use no global random state (each world has its own Random). Hypothesis warns
+# when the global state moves while it draws; in a full run a simulator thread of another
+# test (webhook delivery jitter) can move it, which says nothing about this test.
+unaffected_by_other_threads = pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies"
+)
 
 
+@unaffected_by_other_threads
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(policy=POLICIES, rounds=one_side_rounds, seed=SEEDS)
 def test_converge_with_exactly_the_writes_real_changes_need(policy, rounds, seed):
     """Each round edits one side; deliveries are shuffled, repeated and replayed late. Both
     sides end as the policy says, echoes and repeats never write, and there are never more
     writes than real changes."""
-    PLAYED["sequential"] += 1
     world = play(policy, rounds, seed, racy=False)
     assert world.store.value == world.crm.value == expected(world, rounds)
     assert world.echo_writes == 0
     assert world.writes <= world.real_changes
 
 
+@unaffected_by_other_threads
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(policy=POLICIES, rounds=mixed_rounds, seed=SEEDS)
 def test_crossing_changes_still_converge_without_a_loop(policy, rounds, seed):
@@ -234,7 +241,6 @@ def test_crossing_changes_still_converge_without_a_loop(policy, rounds, seed):
     still end on the owner's value. Under "latest" a change made on a side while Tandem's write
     to it was in flight can lose to that write: no platform here offers a compare-and-set
     update of a contact, so that race is decided by the platform, not the ledger."""
-    PLAYED["crossing"] += 1
     world = play(policy, rounds, seed, racy=True)
     assert world.store.value == world.crm.value
     assert world.store.value in {"v0", *(value for r in rounds for _, value in r)}

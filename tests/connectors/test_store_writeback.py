@@ -23,6 +23,7 @@ from connectors.bigcommerce import (
 )
 from connectors.http import HttpClient
 from connectors.shopify import (
+    COSTS,
     MAX_QUERY_COST,
     WRITE_OPERATION_COST,
     WRITE_READ_NODE_COST,
@@ -160,8 +161,12 @@ def test_shopify_creates_a_default_address_and_stamps_an_address_only_write(shop
     assert node["defaultAddress"]["countryCodeV2"] == "FR"
     # The address payload has no updatedAt: it is read afterwards.
     assert result.updated_at == shopify_mapping.customer_from_graphql(node).updated_at
-    operations = [c["operation"] for c in shop.calls()]
-    assert operations[-3:-1] == ["TandemCustomerWrite", "TandemCustomersUpdatedAt"]
+    calls = shop.calls()
+    assert [c["operation"] for c in calls[-3:-1]] == [
+        "TandemCustomerWrite",
+        "TandemCustomersUpdatedAt",
+    ]
+    assert calls[-2]["requested_cost"] == COSTS["customer_updated_at"]  # one id
 
 
 def test_shopify_not_subscribed_unsubscribes_a_subscriber_once(shop):

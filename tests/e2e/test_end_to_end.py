@@ -79,12 +79,14 @@ def converge(sandbox, timeout=90.0):
 
 
 def crm_writes(sandbox):
-    """Calls that can change the CRM: not HubSpot's searches (POSTs), not token calls."""
+    """Calls that can change the CRM: not HubSpot's searches and batch reads (POSTs), not
+    token calls."""
     return [
         c
         for c in sandbox.crm_calls()
         if c["method"] in ("POST", "PATCH", "PUT", "DELETE")
         and "/search" not in c["path"]
+        and "/batch/read" not in c["path"]
         and "token" not in c["path"]
     ]
 

@@ -1,0 +1,152 @@
+"""Both directions through the simulators: a rep's CRM edit reaches the store, Tandem's own
+writes coming back as CRM notifications cause no write-back, and a buyer of two stores is one
+contact. Measured from the simulators' call logs, not from Tandem's bookkeeping.
+
+One pairing per CRM (each storefront appears once), so every receiver and every write-back
+runs: Shopify -> HubSpot (signed webhooks), WooCommerce -> Zoho CRM (watch channel),
+BigCommerce -> Salesforce (outbound messages).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+import demo
+from sync import identity
+from sync.db import transaction
+from sync.models import InboxEvent, InboxStatus, Link
+from tests.e2e.test_end_to_end import converge, crm_writes, start
+
+pytestmark = pytest.mark.slow
+
+PAIRS = [("shopify", "hubspot"), ("woocommerce", "zoho"), ("bigcommerce", "salesforce")]
+
+
+def settle(running, connection_id, *, quiet=3.0, timeout=90.0):
+    """Wait until, for ``quiet`` seconds on end, the CRM simulator has had nothing left to
+    deliver and Tandem's inbox nothing left to process (polls go on: they write nothing)."""
+    sandbox, t = running.sandbox, running.t
+    deadline = time.monotonic() + timeout
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        pending = sandbox.crm_control("GET", "/deliveries")["pending"]
+        with transaction(t.sessions) as session:
+            inbox = session.scalar(
+                select(func.count(InboxEvent.id)).where(
+                    InboxEvent.connection_id == connection_id,
+                    InboxEvent.status == InboxStatus.PENDING,
+                )
+            )
+        if pending or inbox:
+            since = time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+    raise AssertionError("notifications never stopped")
+
+
+def store_writes(sandbox):
+    return [
+        c
+        for c in sandbox.store_control("GET", "/calls")["calls"]
+        if demo.is_customer_write(sandbox.platform, c)
+    ]
+
+
+def linked_contacts(t, connection_id):
+    with transaction(t.sessions) as session:
+        return list(
+            session.execute(
+                select(Link.store_id, Link.crm_id).where(
+                    Link.connection_id == connection_id, Link.entity == "customer"
+                )
+            )
+        )
+
+
+@pytest.mark.parametrize(("store", "crm"), PAIRS)
+def test_crm_edits_reach_the_store_and_echoes_write_nothing(tmp_path, store, crm):
+    running = start(
+        tmp_path, platform=store, crm=crm, customers=120, orders=20, crm_poll_interval_seconds=3600
+    )
+    try:
+        sandbox, t = running.sandbox, running.t
+        connection_id = demo.connect(t, sandbox, public_url=running.receiver.url)
+        sandbox.notify(t, connection_id, running.receiver.url)
+        assert demo.wait_until(lambda: demo.backfill_done(t, connection_id), 120)
+        converge(sandbox)
+        settle(running, connection_id)
+
+        # 1. A rep renames five contacts in the CRM: the store's customers follow.
+        edited = dict(linked_contacts(t, connection_id)[:5])
+        for n, crm_id in enumerate(edited.values()):
+            sandbox.rep_edit_contact(crm_id, first_name=f"Edited{n}")
+        wanted = {sid: f"Edited{n}" for n, sid in enumerate(edited)}
+
+        def store_has_them():
+            names = {c["id"]: c.get("first_name") for c in sandbox.summary()["customers"]}
+            return all(names.get(sid) == name for sid, name in wanted.items())
+
+        crm_before = len(crm_writes(sandbox))
+        assert demo.wait_until(store_has_them, 60), "the CRM edit never reached the store"
+        settle(running, connection_id)
+        # The store's own webhooks for those writes came back: no write to the CRM followed.
+        assert len(crm_writes(sandbox)) == crm_before
+        converge(sandbox)
+
+        # 2. A hundred changes in the store: Tandem writes them to the CRM, whose notifications
+        # of those writes come back; none may cause a write to the store.
+        store_before, crm_before = len(store_writes(sandbox)), len(crm_writes(sandbox))
+        deliveries_before = len(sandbox.crm_control("GET", "/deliveries")["deliveries"])
+        sandbox.store_control("POST", "/activity", json={"changed_customers": 100, "seed": 5})
+        converge(sandbox)
+        settle(running, connection_id)
+        assert len(crm_writes(sandbox)) > crm_before  # the changes were written...
+        notifications = len(sandbox.crm_control("GET", "/deliveries")["deliveries"])
+        assert notifications > deliveries_before  # ...the CRM told Tandem about them...
+        assert len(store_writes(sandbox)) == store_before  # ...and nothing was written back.
+    finally:
+        running.stop()
+
+
+def test_a_buyer_of_two_stores_is_one_contact(tmp_path):
+    running = start(tmp_path, customers=20, orders=10, crm_poll_interval_seconds=3600)
+    try:
+        sandbox, t = running.sandbox, running.t
+        first = demo.connect(t, sandbox, public_url=running.receiver.url)
+        assert demo.wait_until(lambda: demo.backfill_done(t, first), 60)
+        converge(sandbox)
+        buyer = next(c for c in sandbox.summary()["customers"] if c.get("email"))
+
+        # A second shop of the same merchant, connected to the same HubSpot portal, where the
+        # same person checked out as a guest.
+        second_shop = sandbox.second_store("tandem-outlet.myshopify.com")
+        second_shop.store_control("POST", "/orders", json={"email": buyer["email"]})
+        second = demo.connect(t, second_shop, public_url=running.receiver.url)
+        assert demo.wait_until(lambda: demo.backfill_done(t, second), 60)
+
+        def on_one_contact():
+            contacts = [
+                c
+                for c in sandbox.crm_summary()["contacts"]
+                if (c.get("email") or "").lower() == buyer["email"].lower()
+            ]
+            orders = [
+                o
+                for o in sandbox.crm_summary()["orders"]
+                if o["external_id"].startswith(f"shopify:{second_shop.account}:")
+            ]
+            return len(contacts) == 1 and any(
+                o["contact_ids"] == [contacts[0]["id"]] for o in orders
+            )
+
+        assert demo.wait_until(on_one_contact, 60), "the second store's order is not on the contact"
+        with transaction(t.sessions) as session:
+            merges = identity.merges(session, second)
+        assert [m["email"] for m in merges] == [buyer["email"].lower()]
+        assert "Tandem Demo" in merges[0]["reason"]
+    finally:
+        running.stop()
