@@ -222,6 +222,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     _register_cli(app)
     _register_privacy_cli(app)
+    _register_two_way_cli(app)
     return app
 
 
@@ -374,6 +375,114 @@ def create_connection(
     if job_id is not None:
         t.queue.submit_quietly(job_id, priority=jobs.PRIORITY_BACKFILL)
     return connection_id
+
+
+def _register_two_way_cli(app: Flask) -> None:
+    """``flask connections set`` and ``channels`` (two-way settings, push channels),
+    ``flask conflicts list``, ``flask profiles merges``; the work is in ``sync``."""
+    from sync import channels, identity
+    from sync.models import Checkpoint, ConflictRecord
+    from sync.twoway import SETTINGS, check_setting
+
+    connections = app.cli.commands["connections"]
+
+    @connections.command("set")
+    @click.argument("connection_id", type=int)
+    @click.argument("key", type=click.Choice(SETTINGS))
+    @click.argument("value")
+    def connections_set(connection_id: int, key: str, value: str) -> None:
+        """Set a two-way setting; VALUE is JSON (true, ["phone"], {"phone": "crm"}, "latest")."""
+        t = _current()
+        _require_schema(t)
+        try:
+            parsed = check_setting(key, json.loads(value))
+        except json.JSONDecodeError:
+            raise click.ClickException(f"{key}: {value!r} is not JSON") from None
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        with transaction(t.sessions) as session:
+            connection = _get_connection(session, connection_id)
+            connection.settings = {**(connection.settings or {}), key: parsed}
+        click.echo(f"connection {connection_id}: {key} = {json.dumps(parsed)}")
+
+    @connections.command("channels")
+    @click.argument("connection_id", type=int)
+    def connections_channels(connection_id: int) -> None:
+        """How the connection's CRM tells Tandem of changes, and what to configure there."""
+        t = _current()
+        _require_schema(t)
+        with transaction(t.sessions) as session:
+            connection = _get_connection(session, connection_id)
+            public = (connection.settings or {}).get("public_url") or t.settings.public_url
+            if connection.crm_platform == "hubspot":
+                click.echo(
+                    f"HubSpot app webhooks: target URL {public.rstrip('/')}/webhooks/hubspot, "
+                    "signed with TANDEM_HUBSPOT_CLIENT_SECRET"
+                )
+            elif connection.crm_platform == "salesforce":
+                click.echo(
+                    "Salesforce Outbound Message on Contact, endpoint URL (a secret: keep it "
+                    f"safe): {channels.salesforce_endpoint(session, t.vault, connection, public)}"
+                )
+            else:
+                state = session.scalar(
+                    select(Checkpoint).where(
+                        Checkpoint.connection_id == connection_id,
+                        Checkpoint.entity == channels.CHANNEL_ENTITY,
+                    )
+                )
+                info = (state.state or {}) if state else {}
+                click.echo(
+                    f"Zoho watch channel {info.get('channel_id', '(not yet subscribed)')} to "
+                    f"{info.get('notify_url', '-')}, expires {info.get('expires_at', '-')}"
+                )
+
+    @app.cli.group("conflicts")
+    def conflicts() -> None:
+        """Field-level conflict decisions."""
+
+    @conflicts.command("list")
+    @click.option("--connection", "connection_id", type=int, required=True)
+    @click.option("--limit", type=click.IntRange(1, 10_000), default=50)
+    def conflicts_list(connection_id: int, limit: int) -> None:
+        """Newest first: field, both sides' values, who won and why."""
+        t = _current()
+        _require_schema(t)
+        with transaction(t.sessions) as session:
+            _get_connection(session, connection_id)
+            rows = session.scalars(
+                select(ConflictRecord)
+                .where(ConflictRecord.connection_id == connection_id)
+                .order_by(ConflictRecord.id.desc())
+                .limit(limit)
+            ).all()
+            for r in rows:
+                store = (r.store_value or {}).get("v")
+                crm = (r.crm_value or {}).get("v")
+                click.echo(
+                    f"{r.created_at.isoformat()}\tcustomer {r.store_id}\t{r.field}\t"
+                    f"store={store!r}\tcrm={crm!r}\twinner={r.winner}\t{r.reason}"
+                )
+
+    @app.cli.group("profiles")
+    def profiles() -> None:
+        """One person across stores."""
+
+    @profiles.command("merges")
+    @click.option("--connection", "connection_id", type=int, default=None)
+    @click.option("--limit", type=click.IntRange(1, 10_000), default=50)
+    def profiles_merges(connection_id: int | None, limit: int) -> None:
+        """Customers who joined a person already known from another store (newest first)."""
+        t = _current()
+        _require_schema(t)
+        with transaction(t.sessions) as session:
+            if connection_id is not None:
+                _get_connection(session, connection_id)
+            for m in identity.merges(session, connection_id, limit):
+                click.echo(
+                    f"{m['at']}\tprofile {m['profile']}\t{m['crm']} {m['crm_id']}\t"
+                    f"connection {m['connection']} {m['store_id']}\t{m['reason']}"
+                )
 
 
 def _register_privacy_cli(app: Flask) -> None:

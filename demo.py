@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from sqlalchemy import func, select
 
 from mapping import CRM_SCHEMAS
 from mapping.crm import LAST_NAME_PLACEHOLDER
+from mapping.twoway import WRITE_BACK
 from sandbox.bigcommerce import create_app as create_bigcommerce
 from sandbox.hubspot import create_app as create_hubspot
 from sandbox.salesforce import create_app as create_salesforce
@@ -38,14 +40,33 @@ from sandbox.woocommerce import create_app as create_woocommerce
 from sandbox.zoho import create_app as create_zoho
 from sync import migrate
 from sync.db import transaction
-from sync.models import DeadLetter, DeadLetterStatus, InboxEvent, Job, JobStatus, Link
+from sync.models import (
+    DeadLetter,
+    DeadLetterStatus,
+    InboxEvent,
+    InboxStatus,
+    Job,
+    JobStatus,
+    Link,
+    utcnow,
+)
 from sync.worker import InProcessWorker
 
 SHOP = "tandem-demo.myshopify.com"
 PORTAL_ID = 4242
 HUBSPOT_APP_ID = 1_234_567  # the app whose webhooks the HubSpot simulator sends
-# (The simulator does not send contact.merge events; the worker reads them from real HubSpot.)
-HUBSPOT_SUBSCRIPTIONS = ["contact.creation", "contact.propertyChange", "contact.deletion"]
+# HubSpot subscribes property changes one property at a time [HS-WH]: the app asks for those
+# that sync back (not the order facts Tandem writes), plus creations and deletions. (The
+# simulator sends no contact.merge events; the worker reads them from real HubSpot.)
+HUBSPOT_SUBSCRIPTIONS: list[Any] = [
+    "contact.creation",
+    "contact.deletion",
+    *(
+        {"eventType": "contact.propertyChange", "propertyName": prop}
+        for prop, path in CRM_SCHEMAS["hubspot"].contact_fields.items()
+        if path in WRITE_BACK
+    ),
+]
 WEBHOOK_TOPICS = [
     "customers/create",
     "customers/update",
@@ -144,6 +165,12 @@ STORE_SIMS: dict[str, StoreSim] = {
     ),
 }
 DEFAULT_KEYS = {"shopify": SHOP, "woocommerce": "tandem-demo", "bigcommerce": "tdemo42"}
+# The merchant's second store (same platform, same CRM account) in the two-store part.
+SECOND_KEYS = {
+    "shopify": "tandem-outlet.myshopify.com",
+    "woocommerce": "tandem-outlet",
+    "bigcommerce": "toutlet7",
+}
 
 
 @dataclass(frozen=True)
@@ -580,6 +607,68 @@ def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.5)
     return check()
 
 
+def settle(sandbox: Sandbox, t, connection_ids, *, quiet: float = 3.0, timeout: float = 90.0):
+    """Wait until, for ``quiet`` seconds on end, the CRM simulator has had nothing left to
+    deliver and Tandem's inbox nothing left to process (polls go on: they write nothing).
+    Raises TimeoutError if that never happens."""
+    deadline = time.monotonic() + timeout
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        pending = sandbox.crm_control("GET", "/deliveries")["pending"]
+        with transaction(t.sessions) as session:
+            inbox = session.scalar(
+                select(func.count(InboxEvent.id)).where(
+                    InboxEvent.connection_id.in_(list(connection_ids)),
+                    InboxEvent.status == InboxStatus.PENDING,
+                )
+            )
+        if pending or inbox:
+            since = time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+    raise TimeoutError("the CRM's notifications never stopped")
+
+
+def polled_since(t, connection_id: int, moment: datetime) -> bool:
+    """Every store poll of the connection has finished a pass that started after ``moment``."""
+    from sync.models import Checkpoint
+
+    with transaction(t.sessions) as session:
+        rows = session.scalars(
+            select(Checkpoint).where(
+                Checkpoint.connection_id == connection_id,
+                Checkpoint.stream == "poll",
+                Checkpoint.entity.in_(["customers", "orders"]),
+            )
+        ).all()
+    return bool(rows) and all(row.updated_at > moment for row in rows)
+
+
+def store_writes(sandbox: Sandbox) -> list[dict[str, Any]]:
+    """Calls that wrote customers to the store (write-backs), from its simulator's log."""
+    calls = sandbox.store_control("GET", "/calls")["calls"]
+    return [c for c in calls if is_customer_write(sandbox.platform, c)]
+
+
+def crm_writes(sandbox: Sandbox) -> list[dict[str, Any]]:
+    """Calls that can change the CRM, from its simulator's log: not HubSpot's searches and
+    batch reads (POSTs), not token calls."""
+    return [
+        c
+        for c in sandbox.crm_calls()
+        if c["method"] in ("POST", "PATCH", "PUT", "DELETE")
+        and "/search" not in c["path"]
+        and "/batch/read" not in c["path"]
+        and "token" not in c["path"]
+    ]
+
+
+def crm_notifications(sandbox: Sandbox) -> int:
+    """Notifications the CRM simulator sent Tandem (webhook batches, callbacks, messages)."""
+    return len(sandbox.crm_control("GET", "/deliveries")["deliveries"])
+
+
 def backfill_done(t, connection_id: int) -> bool:
     """The backfill finished and no job of the connection is pending or running."""
     from sync.models import Checkpoint
@@ -660,14 +749,30 @@ def run(
                 f"{sum(1 for o in seeded['orders'] if not o['customer_id'])} guest orders)"
             )
             connection_id = connect(t, sandbox, public_url=receiver.url)
+            sandbox.notify(t, connection_id, receiver.url)
             ok = _backfill_with_progress(console, t, connection_id, n_customers, n_orders, timeout)
             phases["backfill"] = time.monotonic() - started - sum(phases.values())
             if not ok:
                 console.print("[red]backfill did not finish in time[/]")
                 return 1
+            settle(sandbox, t, [connection_id], timeout=timeout)
+            echo = Echoes.before(sandbox)
             live = _live_activity(console, sandbox)
             converged, comparison = _converge(console, sandbox, timeout)
+            # Webhooks the store dropped are caught by its next poll: let one pass, so what
+            # is counted below is what echoes caused, not a late store change.
+            sandbox.store_control("PATCH", "/knobs", json={"webhook_drop_rate": 0.0})
+            for _ in range(2):  # the second pass began after the knob changed
+                moment = utcnow()
+                wait_until(lambda m=moment: polled_since(t, connection_id, m), timeout)
+            settle(sandbox, t, [connection_id], timeout=timeout)
+            echo.after_store_changes(sandbox)
             phases["live changes"] = time.monotonic() - started - sum(phases.values())
+            both = _both_directions(console, t, sandbox, connection_id, receiver.url, timeout)
+            echo.after_crm_edits(sandbox, both)
+            phases["both directions"] = time.monotonic() - started - sum(phases.values())
+            if converged:
+                converged, comparison = _converge(console, sandbox, timeout)
             _summary(
                 console,
                 t,
@@ -677,13 +782,23 @@ def run(
                 live,
                 phases,
                 time.monotonic() - started,
+                both=both,
+                echo=echo,
             )
             if not converged:
                 console.print(f"[red]{crm_title} did not match the store:[/]")
                 for problem in comparison.problems[:20]:
                     console.print(f"  - {problem}")
                 return 1
-            console.print(f"[green bold]{crm_title} matches the store.[/]")
+            if not both.ok or echo.writes:
+                console.print(
+                    f"[red]both directions: {'; '.join(both.problems) or 'echo writes'}[/]"
+                )
+                return 1
+            console.print(
+                f"[green bold]{crm_title} matches the store, its edits reached the store, "
+                "and no echo caused a write.[/]"
+            )
             return 0
         finally:
             worker.stop()
@@ -740,6 +855,135 @@ def _live_activity(console, sandbox: Sandbox) -> dict[str, Any]:
     return done or {}
 
 
+@dataclass
+class Echoes:
+    """What came back after Tandem's own writes, and what it caused, from the simulators'
+    logs: the store's changes written to the CRM return as its notifications (none may write
+    to the store); the rep's edits written to the store return as the store's webhooks (none
+    may write to the CRM)."""
+
+    store_writes: int = 0
+    crm_writes: int = 0
+    notifications: int = 0
+    crm_writes_for_store_changes: int = 0
+    writes_back: int = 0  # store writes caused by notifications of Tandem's CRM writes
+    writes_to_crm: int = 0  # CRM writes caused by the store's webhooks of Tandem's writes
+
+    @classmethod
+    def before(cls, sandbox: Sandbox) -> Echoes:
+        return cls(
+            store_writes=len(store_writes(sandbox)),
+            crm_writes=len(crm_writes(sandbox)),
+            notifications=crm_notifications(sandbox),
+        )
+
+    def after_store_changes(self, sandbox: Sandbox) -> None:
+        self.crm_writes_for_store_changes = len(crm_writes(sandbox)) - self.crm_writes
+        self.notifications = crm_notifications(sandbox) - self.notifications
+        self.writes_back = len(store_writes(sandbox)) - self.store_writes
+
+    def after_crm_edits(self, sandbox: Sandbox, both: BothWays) -> None:
+        self.writes_to_crm = both.crm_writes_after
+
+    @property
+    def writes(self) -> int:
+        return self.writes_back + self.writes_to_crm
+
+
+@dataclass
+class BothWays:
+    """The CRM -> store part of the demo and the second store."""
+
+    edits: int = 0
+    seconds: float = 0.0
+    store_write_calls: int = 0
+    crm_writes_after: int = 0
+    second_store: str = ""
+    same_contact: bool = False
+    merges: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _both_directions(console, t, sandbox: Sandbox, connection_id: int, url: str, timeout: float):
+    """A rep edits contacts in the CRM; the store follows. Then the merchant's second store,
+    on the same CRM account, takes a guest order from a customer of the first."""
+    from sync import identity
+
+    both = BothWays()
+    with transaction(t.sessions) as session:
+        linked = list(
+            session.execute(
+                select(Link.store_id, Link.crm_id)
+                .where(Link.connection_id == connection_id, Link.entity == "customer")
+                .order_by(Link.id)
+                .limit(5)
+            )
+        )
+    wanted = {store_id: f"Renamed{n}" for n, (store_id, _) in enumerate(linked)}
+    before_store, before_crm = len(store_writes(sandbox)), len(crm_writes(sandbox))
+    started = time.monotonic()
+    for store_id, crm_id in linked:
+        sandbox.rep_edit_contact(crm_id, first_name=wanted[store_id])
+    both.edits = len(linked)
+
+    def store_follows() -> bool:
+        names = {c["id"]: c.get("first_name") for c in sandbox.summary()["customers"]}
+        return all(names.get(sid) == name for sid, name in wanted.items())
+
+    with console.status(f"A rep renames {len(linked)} contacts in {sandbox.crm_sim.title}..."):
+        if wait_until(store_follows, timeout):
+            both.seconds = time.monotonic() - started
+        else:
+            both.problems.append("the CRM edits never reached the store")
+        settle(sandbox, t, [connection_id], timeout=timeout)
+    both.store_write_calls = len(store_writes(sandbox)) - before_store
+    both.crm_writes_after = len(crm_writes(sandbox)) - before_crm
+    console.print(
+        f"A rep renamed {both.edits} contacts in {sandbox.crm_sim.title}: the store had them "
+        f"after {both.seconds:.1f}s ({both.store_write_calls} write call(s))"
+    )
+
+    buyer = next(c for c in sandbox.summary()["customers"] if c.get("email"))
+    second = sandbox.second_store(SECOND_KEYS[sandbox.platform])
+    second.store_control("POST", "/orders", json={"email": buyer["email"]})
+    second.subscribe(f"{url}/webhooks/shopify")
+    second_id = connect(t, second, public_url=url)
+    both.second_store = second.account
+
+    def on_one_contact() -> bool:
+        crm = sandbox.crm_summary()
+        contacts = [
+            c for c in crm["contacts"] if (c.get("email") or "").lower() == buyer["email"].lower()
+        ]
+        prefix = f"{second.platform}:{second.account}:order:"
+        return len(contacts) == 1 and any(
+            o["external_id"].startswith(prefix) and o["contact_ids"] == [contacts[0]["id"]]
+            for o in crm["orders"]
+        )
+
+    with console.status(
+        f"A second store, {second.account}, takes an order from {buyer['email']}..."
+    ):
+        both.same_contact = wait_until(
+            lambda: backfill_done(t, second_id) and on_one_contact(), timeout
+        )
+    if not both.same_contact:
+        both.problems.append("the second store's order is not on the same contact")
+    with transaction(t.sessions) as session:
+        both.merges = len(identity.merges(session, second_id))
+    console.print(
+        f"{second.account} took an order from {buyer['email']}: it is on the same "
+        f"{sandbox.crm_sim.title} contact ({both.merges} merge recorded)"
+        if both.same_contact
+        else f"[red]{second.account}'s order did not reach the same contact[/]"
+    )
+    return both
+
+
 def _converge(console, sandbox: Sandbox, timeout: float) -> tuple[bool, Comparison]:
     comparison = Comparison(problems=["not compared yet"])
     crm = sandbox.crm_sim.title
@@ -757,7 +1001,17 @@ def _converge(console, sandbox: Sandbox, timeout: float) -> tuple[bool, Comparis
 
 
 def _summary(
-    console, t, sandbox: Sandbox, connection_id, comparison: Comparison, live, phases, elapsed
+    console,
+    t,
+    sandbox: Sandbox,
+    connection_id,
+    comparison: Comparison,
+    live,
+    phases,
+    elapsed,
+    *,
+    both: BothWays,
+    echo: Echoes,
 ) -> None:
     store_calls = sandbox.store_control("GET", "/calls")["calls"]
     crm_calls = sandbox.crm_calls()
@@ -805,6 +1059,24 @@ def _summary(
     table.add_row(
         "webhooks sent / stored",
         f"{len(deliveries)} / {inbox_rows} (duplicates absorbed by the inbox)",
+    )
+    table.add_row(
+        f"{crm} -> store",
+        f"{both.edits} rep edits reached the store in {both.seconds:.1f}s "
+        f"({both.store_write_calls} write call(s))",
+    )
+    table.add_row(
+        "echoes",
+        f"{echo.crm_writes_for_store_changes} CRM write calls for the store's changes came back "
+        f"as {echo.notifications} {crm} notifications: {echo.writes_back} writes back to the "
+        f"store; the rep edits' store webhooks: {echo.writes_to_crm} writes to {crm}",
+    )
+    table.add_row("echo writes", str(echo.writes))
+    table.add_row(
+        "second store",
+        f"{both.second_store}: its order is on the same contact"
+        if both.same_contact
+        else f"{both.second_store}: NOT on the same contact",
     )
     table.add_row("dead letters", str(sum(dead.values())))
     for reason, n in dead.most_common(5):

@@ -399,3 +399,36 @@ class FieldSync:
 
 def _time(contact: CrmContact) -> datetime:
     return contact.modified_at or datetime.min.replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------------------------- settings
+
+SETTINGS = ("two_way", "two_way_fields", "field_policies", "default_policy")
+
+
+def check_setting(key: str, value: Any) -> Any:
+    """The value of a two-way connection setting, checked. Raises ValueError saying what is
+    wrong (an unknown key, a field that does not sync back, a policy that is none of
+    store/crm/latest)."""
+    fields = sorted(twoway.WRITE_BACK)
+    policies = ", ".join(twoway.POLICIES)
+    if key == "two_way":
+        if not isinstance(value, bool):
+            raise ValueError("two_way is true or false")
+    elif key == "two_way_fields":
+        if not isinstance(value, list) or any(v not in twoway.WRITE_BACK for v in value):
+            raise ValueError(f"two_way_fields is a list of: {', '.join(fields)}")
+    elif key == "field_policies":
+        if not isinstance(value, dict):
+            raise ValueError('field_policies is an object like {"phone": "crm"}')
+        for path, policy in value.items():
+            if path not in twoway.WRITE_BACK:
+                raise ValueError(f"{path!r} does not sync back; fields: {', '.join(fields)}")
+            if policy not in twoway.POLICIES:
+                raise ValueError(f"policy {policy!r} for {path}: one of {policies}")
+    elif key == "default_policy":
+        if value not in twoway.POLICIES:
+            raise ValueError(f"default_policy is one of {policies}")
+    else:
+        raise ValueError(f"unknown setting {key!r}: one of {', '.join(SETTINGS)}")
+    return value

@@ -166,3 +166,51 @@ def test_a_crm_order_shape_it_does_not_have_is_refused_and_creates_nothing(app):
     assert missing.exit_code != 0 and "client_secret, refresh_token" in missing.output
     with transaction(tandem_of(app).sessions) as s:
         assert s.scalars(select(Connection)).all() == []
+
+
+def test_two_way_settings_are_checked_and_stored(app):
+    cid = _with_connection(app)
+    runner = app.test_cli_runner()
+    ok = runner.invoke(args=["connections", "set", str(cid), "field_policies", '{"phone": "crm"}'])
+    assert ok.exit_code == 0, ok.output
+    for value, says in (
+        ('{"phone": "sometimes"}', "sometimes"),
+        ('{"email": "crm"}', "does not sync back"),
+        ("{not json", "not JSON"),
+    ):
+        bad = runner.invoke(args=["connections", "set", str(cid), "field_policies", value])
+        assert bad.exit_code != 0 and says in bad.output
+    unknown = runner.invoke(args=["connections", "set", str(cid), "colour", "1"])
+    assert unknown.exit_code != 0
+    with transaction(tandem_of(app).sessions) as s:
+        assert s.get(Connection, cid).settings["field_policies"] == {"phone": "crm"}
+
+
+def test_conflicts_and_merges_are_listed(app):
+    from sync import identity
+    from sync.ledger import Seen, State, conflict_record, observe
+
+    cid = _with_connection(app)
+    state = observe(State(store=Seen("a", None), crm=Seen("a", None)), "crm", "b", None, "store")
+    with transaction(tandem_of(app).sessions) as s:
+        s.add(
+            conflict_record(
+                cid, store_id="7", crm_id="70", field="phone", state=state.state,
+                decision=state, policy="store",
+            )
+        )  # fmt: skip
+        connection = s.get(Connection, cid)
+        identity.join(
+            s,
+            connection_id=cid,
+            crm_platform=connection.crm_platform,
+            crm_account=connection.crm_account,
+            people=[identity.Person("7", "ann@example.com", "70")],
+        )
+    runner = app.test_cli_runner()
+    listed = runner.invoke(args=["conflicts", "list", "--connection", str(cid)])
+    assert listed.exit_code == 0 and "phone" in listed.output and "winner=store" in listed.output
+    merges = runner.invoke(args=["profiles", "merges"])
+    assert merges.exit_code == 0 and merges.output == ""  # one store: nothing merged
+    missing = runner.invoke(args=["conflicts", "list", "--connection", "999"])
+    assert missing.exit_code != 0 and "no connection" in missing.output

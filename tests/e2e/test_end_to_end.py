@@ -78,19 +78,6 @@ def converge(sandbox, timeout=90.0):
     return result
 
 
-def crm_writes(sandbox):
-    """Calls that can change the CRM: not HubSpot's searches and batch reads (POSTs), not
-    token calls."""
-    return [
-        c
-        for c in sandbox.crm_calls()
-        if c["method"] in ("POST", "PATCH", "PUT", "DELETE")
-        and "/search" not in c["path"]
-        and "/batch/read" not in c["path"]
-        and "token" not in c["path"]
-    ]
-
-
 def _backends(request, tmp_path):
     if request.param == "sqlite":
         return None, None
@@ -224,7 +211,7 @@ def test_a_second_pass_over_unchanged_records_writes_nothing(tmp_path, platform)
         converge(run.sandbox)
         # Let the first polls settle, then re-read everything from the beginning of time.
         assert demo.wait_until(lambda: _idle(run.t, connection_id), 60)
-        before = len(crm_writes(run.sandbox))
+        before = len(demo.crm_writes(run.sandbox))
         store_before = len(run.sandbox.store_control("GET", "/calls")["calls"])
         _rewind_polls(run.t, connection_id)
         assert demo.wait_until(lambda: _polled_since_rewind(run.t, connection_id), 60)
@@ -232,7 +219,7 @@ def test_a_second_pass_over_unchanged_records_writes_nothing(tmp_path, platform)
         assert (
             len(run.sandbox.store_control("GET", "/calls")["calls"]) > store_before
         )  # it did read
-        assert len(crm_writes(run.sandbox)) == before  # ...and wrote nothing
+        assert len(demo.crm_writes(run.sandbox)) == before  # ...and wrote nothing
     finally:
         run.stop()
 

@@ -13,7 +13,7 @@ import pytest
 
 import demo
 from sync.platforms import CRMS, STORES
-from tests.e2e.test_end_to_end import converge, crm_writes, reread_everything, start
+from tests.e2e.test_end_to_end import converge, reread_everything, start
 
 pytestmark = pytest.mark.slow
 
@@ -40,9 +40,9 @@ def test_every_store_into_every_crm(tmp_path, store, crm):
         # consent), so the first full read after the activity may still catch something up;
         # the second must find nothing to write.
         reread_everything(run.t, connection_id)
-        writes = len(crm_writes(run.sandbox))
+        writes = len(demo.crm_writes(run.sandbox))
         reread_everything(run.t, connection_id)
-        extra = crm_writes(run.sandbox)[writes:]
+        extra = demo.crm_writes(run.sandbox)[writes:]
         assert not extra, f"re-reading unchanged records wrote: {extra}"
     finally:
         run.stop()

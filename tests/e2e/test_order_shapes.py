@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 import demo
-from tests.e2e.test_end_to_end import converge, crm_writes, reread_everything, start
+from tests.e2e.test_end_to_end import converge, reread_everything, start
 
 pytestmark = pytest.mark.slow
 
@@ -55,9 +55,9 @@ def test_orders_with_their_lines_and_products(tmp_path, store, crm, orders_as):
         # consent), so the first full read after the activity may still catch something up;
         # the second must find nothing to write.
         reread_everything(run.t, connection_id)
-        writes = len(crm_writes(run.sandbox))
+        writes = len(demo.crm_writes(run.sandbox))
         reread_everything(run.t, connection_id)
-        extra = crm_writes(run.sandbox)[writes:]
+        extra = demo.crm_writes(run.sandbox)[writes:]
         assert not extra, f"re-reading unchanged records wrote: {extra}"
     finally:
         run.stop()

@@ -9,51 +9,19 @@ BigCommerce -> Salesforce (outbound messages).
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 import demo
+from demo import crm_writes, settle, store_writes
 from sync import identity
 from sync.db import transaction
-from sync.models import InboxEvent, InboxStatus, Link
-from tests.e2e.test_end_to_end import converge, crm_writes, start
+from sync.models import Link
+from tests.e2e.test_end_to_end import converge, start
 
 pytestmark = pytest.mark.slow
 
 PAIRS = [("shopify", "hubspot"), ("woocommerce", "zoho"), ("bigcommerce", "salesforce")]
-
-
-def settle(running, connection_id, *, quiet=3.0, timeout=90.0):
-    """Wait until, for ``quiet`` seconds on end, the CRM simulator has had nothing left to
-    deliver and Tandem's inbox nothing left to process (polls go on: they write nothing)."""
-    sandbox, t = running.sandbox, running.t
-    deadline = time.monotonic() + timeout
-    since = time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        pending = sandbox.crm_control("GET", "/deliveries")["pending"]
-        with transaction(t.sessions) as session:
-            inbox = session.scalar(
-                select(func.count(InboxEvent.id)).where(
-                    InboxEvent.connection_id == connection_id,
-                    InboxEvent.status == InboxStatus.PENDING,
-                )
-            )
-        if pending or inbox:
-            since = time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            return
-    raise AssertionError("notifications never stopped")
-
-
-def store_writes(sandbox):
-    return [
-        c
-        for c in sandbox.store_control("GET", "/calls")["calls"]
-        if demo.is_customer_write(sandbox.platform, c)
-    ]
 
 
 def linked_contacts(t, connection_id):
@@ -78,7 +46,7 @@ def test_crm_edits_reach_the_store_and_echoes_write_nothing(tmp_path, store, crm
         sandbox.notify(t, connection_id, running.receiver.url)
         assert demo.wait_until(lambda: demo.backfill_done(t, connection_id), 120)
         converge(sandbox)
-        settle(running, connection_id)
+        settle(sandbox, t, [connection_id])
 
         # 1. A rep renames five contacts in the CRM: the store's customers follow.
         edited = dict(linked_contacts(t, connection_id)[:5])
@@ -92,7 +60,7 @@ def test_crm_edits_reach_the_store_and_echoes_write_nothing(tmp_path, store, crm
 
         crm_before = len(crm_writes(sandbox))
         assert demo.wait_until(store_has_them, 60), "the CRM edit never reached the store"
-        settle(running, connection_id)
+        settle(sandbox, t, [connection_id])
         # The store's own webhooks for those writes came back: no write to the CRM followed.
         assert len(crm_writes(sandbox)) == crm_before
         converge(sandbox)
@@ -103,7 +71,7 @@ def test_crm_edits_reach_the_store_and_echoes_write_nothing(tmp_path, store, crm
         deliveries_before = len(sandbox.crm_control("GET", "/deliveries")["deliveries"])
         sandbox.store_control("POST", "/activity", json={"changed_customers": 100, "seed": 5})
         converge(sandbox)
-        settle(running, connection_id)
+        settle(sandbox, t, [connection_id])
         assert len(crm_writes(sandbox)) > crm_before  # the changes were written...
         notifications = len(sandbox.crm_control("GET", "/deliveries")["deliveries"])
         assert notifications > deliveries_before  # ...the CRM told Tandem about them...
