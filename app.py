@@ -826,6 +826,7 @@ def _register_cli(app: Flask) -> None:
                 from sync import inbox
 
                 inbox.drain_job(session, connection_id)
+                inbox.drain_job(session, connection_id, inbox.CRM_DRAIN)
         click.echo(f"connection {connection_id} is {status}")
 
     @connections.command("pause")

@@ -23,7 +23,7 @@ from typing import Any
 
 from mapping.crm import LAST_NAME_PLACEHOLDER, CrmSchema
 from mapping.fieldmap import FieldMap
-from mapping.models import ConsentState, Customer
+from mapping.models import Customer
 from mapping.normalise import normalise_country, normalise_phone, to_utc
 
 # Source path -> the store attributes writing it back sets (the vocabulary of
@@ -71,7 +71,12 @@ def comparable(path: str, value: Any) -> Any:
         tags = sorted({tag.strip() for tag in text.split(",") if tag.strip()})
         return ", ".join(tags) or None
     if path == "default_address.country_code":
-        return text.upper()
+        # As the store will hold it: "United States" and "us" are "US" (mapping.normalise).
+        return normalise_country(text) or text.upper()
+    if path == "phone":
+        # E.164 where the text says which country ("+1 415 555 0123"); a national number
+        # stays as typed (the store gets it in E.164 with the connection's default region).
+        return normalise_phone(text, None) or text
     if path == "consent.email":
         return text.lower()
     return text
@@ -118,6 +123,25 @@ def _by_path(fields: FieldMap, props: Mapping[str, Any], paths: Iterable[str]) -
     return out
 
 
+def held(values: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """The comparable values the store holds once ``patch`` (made by :func:`store_patch`
+    from ``values``) is written: its echo compares equal to these."""
+    out: dict[str, Any] = {}
+    for path, value in values.items():
+        if path == "derived.street_address":
+            out[path] = comparable(path, patch["default_address.line1"])
+        elif path == "derived.last_name_required":
+            out[path] = comparable(path, patch["last_name"] or LAST_NAME_PLACEHOLDER)
+        elif path == "tags":
+            out[path] = comparable(path, ", ".join(patch["tags"]))
+        elif path in ("phone", "default_address.country_code"):
+            (attribute,) = WRITE_BACK[path]
+            out[path] = comparable(path, patch[attribute])
+        else:
+            out[path] = value
+    return out
+
+
 def crm_props(fields: FieldMap, schema: CrmSchema, values: Mapping[str, Any]) -> dict[str, Any]:
     """CRM properties carrying ``values`` (comparable values by source path), rendered for the
     CRM: what Tandem writes when the store's value wins."""
@@ -156,10 +180,7 @@ def store_patch(values: Mapping[str, Any], *, default_region: str | None = None)
                 raise WriteBackError(f"country {value!r} is not a known country")
             patch["default_address.country_code"] = country
         elif path == "consent.email":
-            states = {state.value for state in ConsentState}
-            if value not in states:
-                raise WriteBackError(f"email consent {value!r} is not one of {sorted(states)}")
-            patch["consent.email"] = value
+            patch["consent.email"] = value  # checked by the store's vocabulary (writeback)
         else:
             (attribute,) = WRITE_BACK[path]
             patch[attribute] = value
@@ -177,6 +198,13 @@ class CrmContact:
     modified_at: datetime | None
     modified_by: str | None
     props: Mapping[str, Any]
+    # The time polling filters on, when it is not ``modified_at`` (Salesforce's SystemModstamp
+    # also moves on system changes, and changed_since pages by it).
+    polled_at: datetime | None = None
+
+    @property
+    def poll_time(self) -> datetime | None:
+        return self.polled_at or self.modified_at
 
 
 def _hubspot_time(value: Any) -> datetime | None:
@@ -210,11 +238,13 @@ def _zoho(record: Mapping[str, Any]) -> CrmContact:
 
 def _salesforce(record: Mapping[str, Any]) -> CrmContact:
     stamp = record.get("LastModifiedDate") or record.get("SystemModstamp")
+    system = record.get("SystemModstamp")
     return CrmContact(
         id=str(record.get("Id")),
         modified_at=to_utc(stamp) if stamp else None,
         modified_by=record.get("LastModifiedById"),
         props=dict(record),
+        polled_at=to_utc(system) if system else None,
     )
 
 

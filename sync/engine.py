@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Protocol
 
@@ -173,6 +173,9 @@ class Engine:
                 session, ctx.connection_id, "email", (c.email for c in records if c.email)
             )
             ledger = Ledger(ctx.connection_id).load(session, (c.source_id for c in records))
+            elsewhere = self._known_elsewhere(
+                session, (c.email for c in records if c.email and c.source_id not in known)
+            )
         previous = {sid: dict(link.last_written) for sid, link in known.items()}
         schema, two_way = ctx.schema, self.fields
         two_way_props = two_way.two_way_props()
@@ -205,6 +208,13 @@ class Engine:
             if crm_id is None and customer.email and customer.email in by_email:
                 # A guest order already created this person's contact: adopt it.
                 crm_id = by_email[customer.email].crm_id
+            if crm_id is None and customer.email in elsewhere:
+                # The person is already a customer of another of the merchant's stores: join
+                # their contact without overwriting what it holds in the fields that sync
+                # both ways (the CRM's values are then this store's to take, by the policy).
+                crm_id = elsewhere[customer.email]
+                props = {p: v for p, v in props.items() if p not in two_way_props}
+                judged[customer.source_id] = replace(pending, to_crm={})
             if crm_id:
                 updates.append((customer, crm_id, props))
             elif customer.email:
@@ -465,6 +475,15 @@ class Engine:
                     )
                     out.dead += 1
             links.resolve_dead_letters(session, ctx.connection_id, "order", synced)
+            # Guests join their person first, so even a guest's first order counts in facts.
+            self._join_profiles(
+                session,
+                [
+                    identity.Person(f"guest:{plan.order.email}", plan.order.email, plan.new_contact)
+                    for plan in plans
+                    if plan.new_contact and plan.order.email
+                ],
+            )
             written = [p.order for p in plans if p.order.source_id in set(synced)]
             members = identity.profiles_of(
                 session,
@@ -472,7 +491,7 @@ class Engine:
                 [
                     key
                     for order in written
-                    for key in (order.customer_source_id, f"guest:{order.email}")
+                    for key in (order.customer_source_id, order.email and f"guest:{order.email}")
                     if key
                 ],
             )
@@ -487,14 +506,6 @@ class Engine:
                 },
             )
             links.forget(session, ctx.connection_id, "line_item", removed)
-            self._join_profiles(
-                session,
-                [
-                    identity.Person(f"guest:{plan.order.email}", plan.order.email, plan.new_contact)
-                    for plan in plans
-                    if plan.new_contact and plan.order.email
-                ],
-            )
             for plan in plans:
                 if plan.new_contact and plan.order.email:
                     links.save(
@@ -535,10 +546,18 @@ class Engine:
         """Orders whose buyer has no contact yet (guest checkouts, or an order that arrived
         before its customer) get one, upserted by email with the billing name."""
         schema = self.ctx.schema
+        with transaction(self.sessions) as session:
+            elsewhere = self._known_elsewhere(
+                session, (p.order.email for p in plans if p.contact_id is None and p.order.email)
+            )
         wanted: dict[str, dict[str, Any]] = {}
         for plan in plans:
             order = plan.order
-            if plan.contact_id is None and order.email:
+            if plan.contact_id is None and order.email in elsewhere:
+                # A guest of this store who is a customer of another: their contact, as it is.
+                plan.set_contact(elsewhere[order.email])
+                plan.new_contact = elsewhere[order.email]
+            elif plan.contact_id is None and order.email:
                 address = order.billing_address or order.shipping_address
                 wanted.setdefault(
                     order.email,
@@ -766,6 +785,16 @@ class Engine:
             self.crm.archive_objects(object_type, crm_ids)
             out.calls += 1
         return removed
+
+    def _known_elsewhere(self, session: Session, emails) -> dict[str, str]:
+        connection = session.get(Connection, self.ctx.connection_id)
+        return identity.known_elsewhere(
+            session,
+            connection_id=self.ctx.connection_id,
+            crm_platform=connection.crm_platform,
+            crm_account=connection.crm_account,
+            emails=emails,
+        )
 
     def _join_profiles(self, session: Session, people: list[identity.Person]) -> None:
         if people:

@@ -148,3 +148,92 @@ def merges(session: Session, connection_id: int | None = None, limit: int = 100)
         }
         for member, profile in session.execute(query)
     ]
+
+
+def known_elsewhere(
+    session: Session,
+    *,
+    connection_id: int,
+    crm_platform: str,
+    crm_account: str,
+    emails: Iterable[str],
+) -> dict[str, str]:
+    """email -> CRM contact id, for the emails already a person of another connection (store)
+    of the same CRM account. Their contact exists and holds what that store wrote."""
+    wanted = list(dict.fromkeys(emails))
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), 500):
+        rows = session.execute(
+            select(Profile.email, Profile.crm_id)
+            .join(ProfileMember, ProfileMember.profile_id == Profile.id)
+            .where(
+                Profile.crm_platform == crm_platform,
+                Profile.crm_account == crm_account,
+                Profile.email.in_(wanted[start : start + 500]),
+                Profile.crm_id.is_not(None),
+                ProfileMember.connection_id != connection_id,
+            )
+        )
+        found.update({email: crm_id for email, crm_id in rows})
+    return found
+
+
+def shared_contacts(
+    session: Session,
+    *,
+    connection_id: int,
+    crm_platform: str,
+    crm_account: str,
+    crm_ids: Iterable[str],
+) -> set[str]:
+    """The CRM contacts among ``crm_ids`` that a customer of another connection is joined to."""
+    wanted = list(dict.fromkeys(crm_ids))
+    shared: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        shared.update(
+            session.scalars(
+                select(Profile.crm_id)
+                .join(ProfileMember, ProfileMember.profile_id == Profile.id)
+                .where(
+                    Profile.crm_platform == crm_platform,
+                    Profile.crm_account == crm_account,
+                    Profile.crm_id.in_(wanted[start : start + 500]),
+                    ProfileMember.connection_id != connection_id,
+                )
+            )
+        )
+    return shared
+
+
+def follow_merges(
+    session: Session,
+    connection: Connection,
+    contact_object: str,
+    merges: Sequence[tuple[Sequence[str], str]],
+) -> None:
+    """The CRM merged contacts (``(merged ids, surviving id)``): this connection's links to
+    the merged ones, customers and guest emails alike, and the CRM account's profiles, now
+    name the one that survived."""
+    from sync.models import Link
+
+    for merged, into in merges:
+        ids = [i for i in merged if i != into]
+        if not ids:
+            continue
+        for link in session.scalars(
+            select(Link).where(
+                Link.connection_id == connection.id,
+                Link.entity.in_(["customer", "email"]),
+                Link.crm_object == contact_object,
+                Link.crm_id.in_(ids),
+            )
+        ):
+            link.crm_id = into
+        for profile in session.scalars(
+            select(Profile).where(
+                Profile.crm_platform == connection.crm_platform,
+                Profile.crm_account == connection.crm_account,
+                Profile.crm_id.in_(ids),
+            )
+        ):
+            profile.crm_id = into

@@ -19,6 +19,9 @@ from sync.models import Connection, ConnectionStatus, InboxEvent, InboxStatus, u
 from sync.secrets import SecretsError, Vault
 
 DRAIN = "inbox_drain"
+# The CRM's deliveries drain in a job of their own: a CRM-side failure never holds up the
+# store's changes, nor the other way round.
+CRM_DRAIN = "crm_drain"
 # The credential kind under which a connection's webhook secret is kept (store side).
 WEBHOOK_SECRET_KIND = "webhook_secret"  # noqa: S105 - the name of a credential
 
@@ -146,7 +149,7 @@ def record_crm(
         )
         job_id = None
         if inserted and connection.status == ConnectionStatus.ACTIVE:
-            job_id = drain_job(session, connection.id)
+            job_id = drain_job(session, connection.id, CRM_DRAIN)
         out.append(Recorded(duplicate=not inserted, routable=True, job_id=job_id))
     return out
 
@@ -189,24 +192,27 @@ def _insert(
     return inserted is not None
 
 
-def drain_job(session: Session, connection_id: int) -> int | None:
-    """At most one pending drain per connection: a burst of deliveries is one job, and the
-    job processes them in the CRM's batch sizes."""
+def drain_job(session: Session, connection_id: int, kind: str = DRAIN) -> int | None:
+    """At most one pending drain (of each kind) per connection: a burst of deliveries is one
+    job, and the job processes them in the platforms' batch sizes."""
     return jobs.add_job(
         session,
-        kind=DRAIN,
+        kind=kind,
         connection_id=connection_id,
         priority=jobs.PRIORITY_LIVE,
-        dedupe_key=f"{DRAIN}:{connection_id}",
+        dedupe_key=f"{kind}:{connection_id}",
     )
 
 
-def pending(session: Session, connection_id: int, limit: int) -> list[InboxEvent]:
+def pending(session: Session, connection_id: int, limit: int, platform: str) -> list[InboxEvent]:
+    """The oldest unprocessed deliveries of one platform (the store's or the CRM's)."""
     return list(
         session.scalars(
             select(InboxEvent)
             .where(
-                InboxEvent.connection_id == connection_id, InboxEvent.status == InboxStatus.PENDING
+                InboxEvent.connection_id == connection_id,
+                InboxEvent.platform == platform,
+                InboxEvent.status == InboxStatus.PENDING,
             )
             .order_by(InboxEvent.id)
             .limit(limit)

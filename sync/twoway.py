@@ -22,16 +22,16 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.crm import WriteResult
-from mapping import twoway
+from mapping import twoway, writeback
 from mapping.crm import CrmSchema
 from mapping.fieldmap import FieldMap
 from mapping.models import Customer
-from mapping.twoway import CrmContact, WriteBackError
+from mapping.twoway import CrmContact
+from sync import identity, links
 from sync import ledger as ledgers
-from sync import links
 from sync.db import transaction
 from sync.ledger import Ledger, State
-from sync.models import ConflictRecord, Link, utcnow
+from sync.models import ConflictRecord, Connection, Link, utcnow
 
 log = logging.getLogger("tandem.twoway")
 
@@ -69,6 +69,7 @@ class Tally:
     """What two-way sync did, for progress, reports and the echo figures."""
 
     echoes: int = 0
+    reads_saved: int = 0  # CRM notifications of our own writes that needed no re-read
     stale: int = 0
     unchanged: int = 0
     conflicts: int = 0
@@ -142,11 +143,12 @@ class FieldSync:
         """The CRM property a two-way path is written to."""
         return self._prop_of[path]
 
-    def echoed(self, session: Session, notices, linked: Mapping[str, Sequence[Link]]) -> set[str]:
-        """The CRM ids among ``notices`` whose every change is, by the CRM's own account (a
-        change made through the API by an app: HubSpot's ``changeSource`` INTEGRATION) and by
-        the ledger (the value Tandem last wrote to the CRM), Tandem's write coming back. The
-        platform's hint alone never decides: the ledger must agree."""
+    def unread(self, session: Session, notices, linked: Mapping[str, Sequence[Link]]) -> set[str]:
+        """The CRM ids among ``notices`` whose every change is either to a field that does not
+        sync back, or, by the CRM's own account (a change made through the API by an app:
+        HubSpot's ``changeSource`` INTEGRATION) and by the ledger (the value Tandem last wrote
+        to the CRM), Tandem's write coming back: those need no re-read. The platform's hint
+        alone never decides: the ledger must agree."""
         by_prop = {
             prop: path for path, prop in self._prop_of.items() if path in self.settings.paths
         }
@@ -160,9 +162,8 @@ class FieldSync:
                 if notice.hint is not None:
                     prop, value, source = notice.hint
                     path = by_prop.get(prop)
-                    ours = (
-                        path is not None
-                        and (source or "").startswith("INTEGRATION")
+                    ours = path is None or (  # a field that does not sync back: irrelevant
+                        (source or "").startswith("INTEGRATION")
                         and bool(linked.get(crm_id))
                         and all(
                             ledger.get(k.store_id, path).wrote(
@@ -283,6 +284,17 @@ class FieldSync:
             ledger = Ledger(self.connection_id).load(
                 session, (link.store_id for rows in linked.values() for link in rows)
             )
+            connection = session.get(Connection, self.connection_id)
+            # A contact another store of the merchant is joined to has more than one store
+            # behind it: "the store owns this field" cannot restore one store's value over
+            # the other's (they would take turns for ever), so there it restores nothing.
+            shared = identity.shared_contacts(
+                session,
+                connection_id=self.connection_id,
+                crm_platform=connection.crm_platform,
+                crm_account=connection.crm_account,
+                crm_ids=linked,
+            )
         judged: list[tuple[Link, _Pending]] = []
         for crm_id, contact in newest.items():
             rows = linked.get(crm_id) or []
@@ -292,6 +304,8 @@ class FieldSync:
                 pending = self._judge(
                     ledger, link.store_id, crm_id, "crm", values, contact.modified_at, link, tally
                 )
+                if crm_id in shared:
+                    pending.to_crm.clear()
                 judged.append((link, pending))
         at_of = {link.store_id: p.at for link, p in judged}
         failed = self.write_store(
@@ -325,10 +339,13 @@ class FieldSync:
         for link, values in items:
             try:
                 patch = twoway.store_patch(values, default_region=self.settings.default_region)
-            except WriteBackError as exc:
+                # What this store can take (a consent state such as "redacted" it cannot):
+                # refused here, it is this record's dead letter, not the whole batch's error.
+                writeback.check_patch(patch, self.store.writable_fields)
+            except ValueError as exc:
                 refused.append((link, "tandem", str(exc), None))
                 continue
-            patches.append((link, values, patch))
+            patches.append((link, twoway.held(values, patch), patch))
         if patches:
             log.info(
                 "connection %s: writing back to %s: %s",

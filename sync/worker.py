@@ -15,7 +15,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -35,7 +35,7 @@ from mapping import (
     crm_schema,
 )
 from mapping import twoway as twoway_mapping
-from sync import channels, inbox, jobs, ledger, links, notifications
+from sync import channels, identity, inbox, jobs, ledger, links, notifications
 from sync.db import transaction
 from sync.engine import ConnectionContext, Engine, FieldMaps, Outcome
 from sync.models import (
@@ -115,6 +115,7 @@ class Worker:
         self.on_outcome = on_outcome
         self.handlers: dict[str, Callable[[Job, Connection], list[int]]] = {
             inbox.DRAIN: self._drain,
+            inbox.CRM_DRAIN: self._crm_drain,
             POLL: self._poll,
             BACKFILL: self._backfill,
             REFETCH: self._refetch,
@@ -341,20 +342,10 @@ class Worker:
     # ------------------------------------------------------------------ webhooks
     def _drain(self, job: Job, connection: Connection) -> list[int]:
         with transaction(self.sessions) as session:
-            rows = inbox.pending(session, connection.id, self.config.drain_batch)
-            events = [
-                (row.id, row.topic, row.payload)
-                for row in rows
-                if row.platform == connection.store_platform
-            ]
-            crm_notices = [
-                notice
-                for row in rows
-                if row.platform == connection.crm_platform
-                for notice in notifications.read(
-                    row.platform, row.topic, row.payload, row.change_source
-                )
-            ]
+            rows = inbox.pending(
+                session, connection.id, self.config.drain_batch, connection.store_platform
+            )
+            events = [(row.id, row.topic, row.payload) for row in rows]
             row_ids = [row.id for row in rows]
         topics = TOPICS[connection.store_platform]
         upserts: dict[str, list[dict]] = {"customer": [], "order": []}
@@ -397,8 +388,6 @@ class Worker:
                 records, raw, bad = self._map(connection, shape, entity, payloads)
                 unreadable[entity].extend(bad)
                 self._sync(engine, entity, records, raw)
-        if crm_notices:
-            self._crm_changes(job, connection, crm_notices)
 
         def apply(session: Session, step: Step) -> None:
             for entity, bad in unreadable.items():
@@ -406,25 +395,53 @@ class Worker:
             for entity, sid in deletes:
                 mark_store_deleted(session, connection.id, entity, [sid])
             step.follow_ups.extend(store_delete_jobs(connection, deletes))
-            now = utcnow()
-            done_ids = row_ids
-            if done_ids:
-                for row in session.scalars(select(InboxEvent).where(InboxEvent.id.in_(done_ids))):
-                    row.status = InboxStatus.PROCESSED
-                    row.processed_at = now
-            if len(row_ids) >= self.config.drain_batch:
-                step.follow_ups.append(
-                    {
-                        "kind": inbox.DRAIN,
-                        "connection_id": connection.id,
-                        "priority": jobs.PRIORITY_LIVE,
-                        "dedupe_key": f"{inbox.DRAIN}:{connection.id}",
-                    }
-                )
+            self._processed(session, step, connection, row_ids, inbox.DRAIN)
 
         return self._finish(job, apply)
 
+    def _processed(
+        self, session: Session, step: Step, connection: Connection, row_ids: list[int], kind: str
+    ) -> None:
+        """Mark a drain's deliveries processed; a full batch means more may wait: drain on."""
+        now = utcnow()
+        if row_ids:
+            for row in session.scalars(select(InboxEvent).where(InboxEvent.id.in_(row_ids))):
+                row.status = InboxStatus.PROCESSED
+                row.processed_at = now
+        if len(row_ids) >= self.config.drain_batch:
+            step.follow_ups.append(
+                {
+                    "kind": kind,
+                    "connection_id": connection.id,
+                    "priority": jobs.PRIORITY_LIVE,
+                    "dedupe_key": f"{kind}:{connection.id}",
+                }
+            )
+
     # ------------------------------------------------------------------ CRM -> store
+    def _crm_drain(self, job: Job, connection: Connection) -> list[int]:
+        """The CRM's stored notifications, oldest first, through :meth:`_crm_changes`."""
+        with transaction(self.sessions) as session:
+            rows = inbox.pending(
+                session, connection.id, self.config.drain_batch, connection.crm_platform
+            )
+            row_ids = [row.id for row in rows]
+            notices = [
+                notice
+                for row in rows
+                for notice in notifications.read(
+                    row.platform, row.topic, row.payload, row.change_source
+                )
+            ]
+        if notices:
+            self._crm_changes(job, connection, notices)
+        return self._finish(
+            job,
+            lambda session, step: self._processed(
+                session, step, connection, row_ids, inbox.CRM_DRAIN
+            ),
+        )
+
     def _crm_engine(self, job: Job, connection: Connection):
         """The connection's engine and what to read of its CRM contacts; None when no field
         syncs back (two-way off, or nothing both mapped and writable)."""
@@ -437,53 +454,37 @@ class Worker:
 
     def _crm_changes(self, job: Job, connection: Connection, notices) -> None:
         """CRM notifications -> the contacts as they are now -> the stores' customers."""
+        schema = crm_schema(connection.crm_platform, (connection.settings or {}).get("orders_as"))
+        merges = [n for n in notices if n.action == "merged" and n.into]
+        if merges:
+            with transaction(self.sessions) as session:
+                identity.follow_merges(
+                    session, connection, schema.contact_object, [(n.ids, n.into) for n in merges]
+                )
         engine, wanted = self._crm_engine(job, connection)
         if engine is None:
             return
-        schema, crm = engine.ctx.schema, engine.crm
+        crm = engine.crm
         with transaction(self.sessions) as session:
-            ids = {i for n in notices for i in (*n.ids, *((n.into,) if n.into else ()))}
+            ids = {i for n in notices for i in n.ids}
             linked = links.load_by_crm(
                 session, connection.id, "customer", schema.contact_object, ids
             )
-            for notice in notices:
-                if notice.action == "merged" and notice.into:
-                    # The CRM merged contacts: what was linked to the merged ones now points
-                    # at the one that survived.
-                    for merged_id in notice.ids:
-                        for link in linked.pop(merged_id, []):
-                            row = session.get(Link, link.id)
-                            if row is not None:
-                                row.crm_id = notice.into
-                            linked.setdefault(notice.into, []).append(link)
             changed = [n for n in notices if n.action == "changed"]
-            echoed = engine.fields.echoed(session, changed, linked)
+            unread = engine.fields.unread(session, changed, linked)
         records: dict[str, dict] = {}
         fetch: list[str] = []
         for notice in changed:
             for object_id in notice.ids:
-                if object_id not in linked or object_id in echoed:
-                    # No customer of this store is linked to it, or it is our own write
-                    # coming back (by the CRM's word and the ledger's): nothing to read.
+                if object_id not in linked or object_id in unread:
+                    # No customer of this store is linked to it, or all that changed is our
+                    # own write coming back (by the CRM's word and the ledger's) or fields
+                    # that do not sync back: nothing to read.
                     continue
                 if notice.record is not None and set(wanted) <= set(notice.record):
                     records[object_id] = dict(notice.record)
                 elif object_id not in fetch:
                     fetch.append(object_id)
-        records: dict[str, dict] = {}
-        fetch: list[str] = []
-        for notice in notices:
-            if notice.action != "changed":
-                continue
-            (crm_id,) = notice.ids[:1] if len(notice.ids) == 1 else (None,)
-            for object_id in notice.ids:
-                if object_id not in linked and notice.into is None:
-                    continue  # no customer of this store is linked to it: nothing to write
-                if notice.record is not None and set(wanted) <= set(notice.record):
-                    records[object_id] = dict(notice.record)
-                elif object_id not in fetch:
-                    fetch.append(object_id)
-            del crm_id
         if fetch:
             for record in crm.get_objects(schema.contact_object, fetch, list(wanted)):
                 records[twoway_mapping.read_contact(connection.crm_platform, record).id] = record
@@ -491,7 +492,7 @@ class Worker:
             twoway_mapping.read_contact(connection.crm_platform, r) for r in records.values()
         ]
         tally = engine.fields.apply_crm(contacts)
-        tally.echoes += len(echoed)
+        tally.reads_saved += len(unread & set(linked))
         self._report("crm_contact", tally)
 
     def _report(self, entity: str, tally: Tally) -> None:
@@ -504,14 +505,31 @@ class Worker:
         one costs nothing."""
         engine, wanted = self._crm_engine(job, connection)
         since = datetime.fromisoformat(job.payload["since"])
-        contacts = []
+        newest, read, more = None, 0, False
         if engine is not None:
-            read = engine.crm.changed_since(engine.ctx.schema.contact_object, since, list(wanted))
-            for record in itertools.islice(read, self.config.crm_poll_page):
-                contacts.append(twoway_mapping.read_contact(connection.crm_platform, record))
-            self._report("crm_contact", engine.fields.apply_crm(contacts))
-        newest = max((c.modified_at for c in contacts if c.modified_at), default=None)
-        full_page = len(contacts) >= self.config.crm_poll_page
+            records = engine.crm.changed_since(
+                engine.ctx.schema.contact_object, since, list(wanted)
+            )
+            # Pages of crm_poll_page, up to ten in one job; a longer read goes on in a
+            # follow-up job from the newest time read, and only if that time moved on, so a
+            # full page at one instant (a CRM batch stamps 200 records with one second) never
+            # stalls the chain. Records at that instant come again: that costs nothing.
+            while True:
+                page = [
+                    twoway_mapping.read_contact(connection.crm_platform, record)
+                    for record in itertools.islice(records, self.config.crm_poll_page)
+                ]
+                read += len(page)
+                if page:
+                    self._report("crm_contact", engine.fields.apply_crm(page))
+                    newest = max(
+                        [newest, *(c.poll_time for c in page if c.poll_time)], key=_time_key
+                    )
+                if len(page) < self.config.crm_poll_page:
+                    break
+                if read >= 10 * self.config.crm_poll_page and newest and newest > since:
+                    more = True
+                    break
 
         def apply(session: Session, step: Step) -> None:
             checkpoint = checkpoint_row(session, connection.id, CRM_CONTACTS, POLL)
@@ -519,7 +537,7 @@ class Worker:
                 checkpoint.position_updated_at is None or newest > checkpoint.position_updated_at
             ):
                 checkpoint.position_updated_at = newest
-            if full_page and newest and newest > since:
+            if more:
                 step.follow_ups.append(
                     {
                         "kind": CRM_POLL,
@@ -616,6 +634,11 @@ class Worker:
                     Checkpoint.entity == "all",
                 )
             )
+            two_way = (connection.settings or {}).get("two_way", True)
+            if two_way:  # a push channel must not lapse during a long backfill
+                job_id = self._schedule_channels(session, connection, now)
+                if job_id is not None:
+                    created.append(job_id)
             if backfill is not None and backfill.state.get("phase") not in (None, "done"):
                 continue  # the backfill reads everything anyway; poll once it is done
             for entity in ENTITIES:
@@ -644,13 +667,13 @@ class Worker:
                 checkpoint.next_run_at = now + timedelta(seconds=self._poll_interval(connection))
                 if job_id is not None:
                     created.append(job_id)
-            if (connection.settings or {}).get("two_way", True):
-                for job_id in (
-                    self._schedule_crm_poll(session, connection, now),
-                    self._schedule_channels(session, connection, now),
-                ):
-                    if job_id is not None:
-                        created.append(job_id)
+            if two_way:
+                started = (backfill.state or {}).get("started_at") if backfill else None
+                job_id = self._schedule_crm_poll(
+                    session, connection, now, datetime.fromisoformat(started) if started else now
+                )
+                if job_id is not None:
+                    created.append(job_id)
         return created
 
     def _schedule_channels(self, session: Session, connection: Connection, now) -> int | None:
@@ -693,13 +716,15 @@ class Worker:
 
         return self._finish(job, apply)
 
-    def _schedule_crm_poll(self, session: Session, connection: Connection, now) -> int | None:
+    def _schedule_crm_poll(
+        self, session: Session, connection: Connection, now, start: datetime
+    ) -> int | None:
         """The CRM's changes since the last poll (minus the overlap). The first poll starts
-        now: the backfill made the CRM match the store, and reading the CRM's whole history
-        back would only find Tandem's own writes."""
+        where the backfill did (``start``): a rep's edit made while it ran is read, and the
+        CRM's older history, which the backfill overwrote with the store's, is not."""
         checkpoint = checkpoint_row(session, connection.id, CRM_CONTACTS, POLL)
         if checkpoint.position_updated_at is None:
-            checkpoint.position_updated_at = now
+            checkpoint.position_updated_at = start
         if checkpoint.next_run_at is not None and checkpoint.next_run_at > now:
             return None
         overlap = float(
@@ -870,6 +895,10 @@ class Worker:
         for job_id, priority in ids:
             self.queue.submit_quietly(job_id, priority=priority)
         return len(ids)
+
+
+def _time_key(value: datetime | None) -> datetime:
+    return value or datetime.min.replace(tzinfo=UTC)
 
 
 def _public_url(connection: Connection, config: WorkerConfig) -> str | None:
