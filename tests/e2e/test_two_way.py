@@ -88,6 +88,7 @@ def test_a_buyer_of_two_stores_is_one_contact(tmp_path):
         assert demo.wait_until(lambda: demo.backfill_done(t, first), 60)
         converge(sandbox)
         buyer = next(c for c in sandbox.summary()["customers"] if c.get("email"))
+        names = {(buyer.get("first_name"), buyer.get("last_name"))}
 
         # A second shop of the same merchant, connected to the same HubSpot portal, where the
         # same person checked out as a guest.
@@ -112,6 +113,13 @@ def test_a_buyer_of_two_stores_is_one_contact(tmp_path):
             )
 
         assert demo.wait_until(on_one_contact, 60), "the second store's order is not on the contact"
+        # The guest checkout's billing name did not overwrite the person the first store knows.
+        (known,) = [
+            c
+            for c in sandbox.crm_summary()["contacts"]
+            if (c.get("email") or "").lower() == buyer["email"].lower()
+        ]
+        assert {(known.get("first_name"), known.get("last_name"))} == names
         with transaction(t.sessions) as session:
             merges = identity.merges(session, second)
         assert [m["email"] for m in merges] == [buyer["email"].lower()]
