@@ -631,18 +631,19 @@ def settle(sandbox: Sandbox, t, connection_ids, *, quiet: float = 3.0, timeout: 
 
 
 def polled_since(t, connection_id: int, moment: datetime) -> bool:
-    """Every store poll of the connection has finished a pass that started after ``moment``."""
-    from sync.models import Checkpoint
-
+    """Each store poll (customers, orders) of the connection ran a whole pass that began
+    after ``moment``: a poll job created since then is done and none is waiting or running."""
     with transaction(t.sessions) as session:
-        rows = session.scalars(
-            select(Checkpoint).where(
-                Checkpoint.connection_id == connection_id,
-                Checkpoint.stream == "poll",
-                Checkpoint.entity.in_(["customers", "orders"]),
-            )
+        polls = session.scalars(
+            select(Job).where(Job.connection_id == connection_id, Job.kind == "poll")
         ).all()
-    return bool(rows) and all(row.updated_at > moment for row in rows)
+    for entity in ("customers", "orders"):
+        mine = [j for j in polls if (j.payload or {}).get("entity") == entity]
+        if any(j.status in (JobStatus.PENDING, JobStatus.RUNNING) for j in mine):
+            return False
+        if not any(j.status == JobStatus.DONE and j.created_at > moment for j in mine):
+            return False
+    return True
 
 
 def store_writes(sandbox: Sandbox) -> list[dict[str, Any]]:

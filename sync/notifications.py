@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+CREATED = "*created*"  # the hint's property for "this record was created" (no value)
+
 
 @dataclass(frozen=True)
 class Notice:
@@ -38,7 +40,10 @@ def _hubspot(topic: str, payload: Mapping[str, Any], change_source: str | None) 
     if not topic.startswith("contact.") or payload.get("objectId") is None:
         return []
     object_id = str(payload["objectId"])
-    if kind in ("creation", "restore"):
+    if kind == "creation":
+        # A creation carries no values: its hint says only who made it (CREATED).
+        return [Notice("changed", (object_id,), hint=(CREATED, None, change_source))]
+    if kind == "restore":
         return [Notice("changed", (object_id,))]
     if kind == "propertyChange":
         hint = (str(payload.get("propertyName")), payload.get("propertyValue"), change_source)

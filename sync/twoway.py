@@ -27,7 +27,7 @@ from mapping.crm import CrmSchema
 from mapping.fieldmap import FieldMap
 from mapping.models import Customer
 from mapping.twoway import CrmContact
-from sync import identity, links
+from sync import identity, links, notifications
 from sync import ledger as ledgers
 from sync.db import transaction
 from sync.ledger import Ledger, State
@@ -161,17 +161,24 @@ class FieldSync:
                 ours = False
                 if notice.hint is not None:
                     prop, value, source = notice.hint
-                    path = by_prop.get(prop)
-                    ours = path is None or (  # a field that does not sync back: irrelevant
-                        (source or "").startswith("INTEGRATION")
-                        and bool(linked.get(crm_id))
-                        and all(
+                    by_us = (source or "").startswith("INTEGRATION") and bool(linked.get(crm_id))
+                    if prop == notifications.CREATED:
+                        # Created through the API, and every field that syncs back is one
+                        # Tandem wrote there (its first write of the contact).
+                        ours = by_us and all(
+                            ledger.get(k.store_id, path).writes("crm")
+                            for k in linked.get(crm_id, ())
+                            for path in self.settings.paths
+                        )
+                    elif (path := by_prop.get(prop)) is None:
+                        ours = True  # a field that does not sync back: irrelevant
+                    else:
+                        ours = by_us and all(
                             ledger.get(k.store_id, path).wrote(
                                 "crm", twoway.comparable(path, value)
                             )
                             for k in linked.get(crm_id, ())
                         )
-                    )
                 verdict[crm_id] = verdict.get(crm_id, True) and ours
         return {crm_id for crm_id, ours in verdict.items() if ours}
 

@@ -82,6 +82,9 @@ class WorkerConfig:
     poll_overlap_seconds: float = 300.0
     full_scan_interval_seconds: float = 3600.0
     drain_batch: int = 200
+    # CRM notifications are small and mostly Tandem's own writes coming back (HubSpot sends
+    # one event per changed property), judged without a call: taken more at a time.
+    crm_drain_batch: int = 1000
     bulk_chunk_roots: int = 250
     bulk_wait_seconds: float = 1.0
     stale_enqueue_seconds: float = 60.0
@@ -408,7 +411,8 @@ class Worker:
             for row in session.scalars(select(InboxEvent).where(InboxEvent.id.in_(row_ids))):
                 row.status = InboxStatus.PROCESSED
                 row.processed_at = now
-        if len(row_ids) >= self.config.drain_batch:
+        batch = self.config.crm_drain_batch if kind == inbox.CRM_DRAIN else self.config.drain_batch
+        if len(row_ids) >= batch:
             step.follow_ups.append(
                 {
                     "kind": kind,
@@ -423,7 +427,7 @@ class Worker:
         """The CRM's stored notifications, oldest first, through :meth:`_crm_changes`."""
         with transaction(self.sessions) as session:
             rows = inbox.pending(
-                session, connection.id, self.config.drain_batch, connection.crm_platform
+                session, connection.id, self.config.crm_drain_batch, connection.crm_platform
             )
             row_ids = [row.id for row in rows]
             notices = [
