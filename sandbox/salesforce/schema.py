@@ -34,6 +34,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from mapping import salesforce as salesforce_mapping
+
 # ----------------------------------------------------------------------------- fields
 
 STRING_TYPES = frozenset({"string", "email", "phone", "textarea", "picklist", "url"})
@@ -264,6 +266,11 @@ ORDER_ITEM_STANDARD = (
 ENTRY_CURRENCY_FIELD = FieldSpec("CurrencyIsoCode", "picklist", nillable=False, length=3,
                                  updateable=False)  # fmt: skip
 DEFAULT_CURRENCIES = ("USD", "EUR", "GBP", "CAD", "AUD", "JPY", "CHF")
+# Commerce facts on the contact, in the org's currencies (numbers, not currency fields: README).
+CONTACT_FACTS = tuple(
+    _custom(name, "date" if "_Date_" in name else "double")
+    for name in salesforce_mapping.FACTS.names(DEFAULT_CURRENCIES)
+)
 
 
 def build_schema(
@@ -275,7 +282,7 @@ def build_schema(
     """The org's sObjects. ``overrides`` maps ``"Contact.Field__c"`` to describe attributes to
     change (``createable``, ``updateable``, ``externalId``, ``unique``) or ``{"absent": true}``,
     so a test can build the org an admin set up wrongly."""
-    contact = CONTACT_STANDARD + (CONTACT_CUSTOM if custom_fields else ())
+    contact = CONTACT_STANDARD + (CONTACT_CUSTOM + CONTACT_FACTS if custom_fields else ())
     opportunity = OPPORTUNITY_STANDARD + ((CURRENCY_FIELD,) if multi_currency else ())
     opportunity += OPPORTUNITY_CUSTOM if custom_fields else ()
     currency = (CURRENCY_FIELD,) if multi_currency else ()

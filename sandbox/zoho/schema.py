@@ -35,6 +35,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mapping import zoho as zoho_mapping
+
 MODULES = ("Contacts", "Deals", "Accounts", "Products", "Sales_Orders")
 # Line-item subforms: the rows of a parent record, not a module of their own. Their fields are
 # described by ``GET /settings/fields?module=<subform>`` (v2 subforms.html: "fields?module=
@@ -257,6 +259,11 @@ TANDEM_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
         _f("Tandem_Email_Consent", "picklist", custom=True, picklist=CONSENT_STATES),
         _f("Tandem_SMS_Consent", "picklist", custom=True, picklist=CONSENT_STATES),
         _f("Tandem_Customer_Tags", "textarea", custom=True, length=2000),
+        # Commerce facts, in the org's currencies (numbers, not currency fields: README).
+        *(
+            _f(name, "date" if "_Date" in name else "double", custom=True)
+            for name in zoho_mapping.FACTS.names(DEFAULT_CURRENCIES)
+        ),
     ),
     "Deals": (
         _f("Tandem_Order_Id", "text", custom=True, unique=True, length=100),
