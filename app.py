@@ -359,7 +359,9 @@ def create_connection(
             connection = session.get(Connection, connection_id)
             crm = t.platforms.crm(session, connection)
             store = t.platforms.store(session, connection) if webhook_secret else None
-        crm_spec.prepare(crm, crm_schema(crm_platform, settings.get("orders_as")), settings)
+        schema = crm_schema(crm_platform, settings.get("orders_as"))
+        crm_spec.prepare(crm, schema, settings)
+        _check_fact_fields(crm, schema, crm_account)
         if store is not None:
             path = spec.webhook_path.format(connection_id=connection_id)
             store.ensure_webhooks(
@@ -375,6 +377,19 @@ def create_connection(
     if job_id is not None:
         t.queue.submit_quietly(job_id, priority=jobs.PRIORITY_BACKFILL)
     return connection_id
+
+
+def _check_fact_fields(crm: Any, schema: Any, crm_account: str) -> None:
+    """Create (HubSpot) or look for (Zoho CRM, Salesforce) the contact fields of the commerce
+    facts. Missing ones are named, not refused: the sync works without them, and a currency's
+    own fields are checked when its first order comes."""
+    from connectors.errors import ConfigurationError
+    from sync import facts
+
+    try:
+        facts.FACT_FIELDS.ensure(crm, schema, crm_account.strip(), [])
+    except ConfigurationError as exc:
+        logging.getLogger("tandem").warning("commerce facts will not be written: %s", exc)
 
 
 def _register_two_way_cli(app: Flask) -> None:
