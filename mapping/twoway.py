@@ -23,7 +23,6 @@ from typing import Any
 
 from mapping.crm import LAST_NAME_PLACEHOLDER, CrmSchema
 from mapping.fieldmap import FieldMap
-from mapping.models import Customer
 from mapping.normalise import normalise_country, normalise_phone, to_utc
 
 # Source path -> the store attributes writing it back sets (the vocabulary of
@@ -100,27 +99,16 @@ def two_way_paths(
     return tuple(out)
 
 
-def store_values(
-    schema: CrmSchema, fields: FieldMap, customer: Customer, paths: Iterable[str]
-) -> dict[str, Any]:
-    """The comparable values of ``paths`` on the store side; paths the payload did not carry
-    (``Customer.missing``) are absent, not None."""
-    rendered = schema.contact(customer, fields)
-    return _by_path(fields, rendered, paths)
-
-
 def crm_values(fields: FieldMap, props: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:
-    """The comparable values of ``paths`` in a CRM record's properties; absent if not read."""
-    return _by_path(fields, props, paths)
-
-
-def _by_path(fields: FieldMap, props: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+    """The comparable values of ``paths`` in CRM-named properties: a CRM record's, or what
+    Tandem renders for a store customer (``CrmSchema.contact``). A property not there is
+    absent, not None: a payload that did not carry a field says nothing about it."""
     wanted = set(paths)
-    out: dict[str, Any] = {}
-    for prop, path in fields.items():
-        if path in wanted and prop in props:
-            out[path] = comparable(path, props[prop])
-    return out
+    return {
+        path: comparable(path, props[prop])
+        for prop, path in fields.items()
+        if path in wanted and prop in props
+    }
 
 
 def held(values: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

@@ -117,40 +117,26 @@ def record_crm(
     if connection_id is not None:
         query = query.where(Connection.id == connection_id)
     connections = list(session.scalars(query.order_by(Connection.id)))
-    if not connections:
-        inserted = _insert(
-            session,
-            platform=platform,
-            delivery_id=delivery_id,
-            account=account,
-            connection=None,
-            topic=topic,
-            payload=payload,
-            status=InboxStatus.UNROUTABLE,
-            event_id=event_id,
-            triggered_at=triggered_at,
-            change_source=change_source,
-        )
-        return [Recorded(duplicate=not inserted, routable=False, job_id=None)]
     out = []
-    for connection in connections:
+    for connection in connections or [None]:
         inserted = _insert(
             session,
             platform=platform,
-            delivery_id=f"{delivery_id}@{connection.id}",
+            # Unroutable, it is kept once under the platform's own id.
+            delivery_id=f"{delivery_id}@{connection.id}" if connection else delivery_id,
             account=account,
             connection=connection,
             topic=topic,
             payload=payload,
-            status=InboxStatus.PENDING,
+            status=InboxStatus.PENDING if connection else InboxStatus.UNROUTABLE,
             event_id=event_id,
             triggered_at=triggered_at,
             change_source=change_source,
         )
         job_id = None
-        if inserted and connection.status == ConnectionStatus.ACTIVE:
+        if inserted and connection is not None and connection.status == ConnectionStatus.ACTIVE:
             job_id = drain_job(session, connection.id, CRM_DRAIN)
-        out.append(Recorded(duplicate=not inserted, routable=True, job_id=job_id))
+        out.append(Recorded(duplicate=not inserted, routable=connection is not None, job_id=job_id))
     return out
 
 

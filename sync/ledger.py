@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mapping.twoway import DEFAULT_POLICY, POLICIES
@@ -314,18 +314,6 @@ def conflict_record(
         policy=policy,
         reason=decision.reason or "",
     )
-
-
-def forget(session: Session, connection_id: int, store_ids: Iterable[str]) -> None:
-    """Drop the ledger of records Tandem no longer keeps in step."""
-    ids = list(store_ids)
-    for start in range(0, len(ids), 500):
-        session.execute(
-            delete(FieldState).where(
-                FieldState.connection_id == connection_id,
-                FieldState.store_id.in_(ids[start : start + 500]),
-            )
-        )
 
 
 def policies(settings: Mapping[str, Any], paths: Iterable[str]) -> dict[str, str]:

@@ -552,11 +552,7 @@ class Worker:
                 )
             else:
                 checkpoint.next_run_at = utcnow() + timedelta(
-                    seconds=float(
-                        (connection.settings or {}).get(
-                            "crm_poll_interval_seconds", self.config.crm_poll_interval_seconds
-                        )
-                    )
+                    seconds=self._setting(connection, "crm_poll_interval_seconds")
                 )
 
         return self._finish(job, apply)
@@ -603,26 +599,16 @@ class Worker:
                 # the real-time path there.
                 full_scan = entity == "customer" and not store.customers_incremental
                 checkpoint.next_run_at = utcnow() + timedelta(
-                    seconds=self._full_scan_interval(connection)
+                    seconds=self._setting(connection, "full_scan_interval_seconds")
                     if full_scan
-                    else self._poll_interval(connection)
+                    else self._setting(connection, "poll_interval_seconds")
                 )
 
         return self._finish(job, apply)
 
-    def _poll_interval(self, connection: Connection) -> float:
-        return float(
-            (connection.settings or {}).get(
-                "poll_interval_seconds", self.config.poll_interval_seconds
-            )
-        )
-
-    def _full_scan_interval(self, connection: Connection) -> float:
-        return float(
-            (connection.settings or {}).get(
-                "full_scan_interval_seconds", self.config.full_scan_interval_seconds
-            )
-        )
+    def _setting(self, connection: Connection, name: str) -> float:
+        """A timing of the worker (poll interval, overlap, ...), as the connection overrides it."""
+        return float((connection.settings or {}).get(name, getattr(self.config, name)))
 
     def schedule_polls(self, session: Session) -> list[int]:
         """Create the poll jobs that are due (one chain per connection and entity)."""
@@ -651,11 +637,7 @@ class Worker:
                     continue
                 since = None
                 if checkpoint.position_updated_at is not None:
-                    overlap = float(
-                        (connection.settings or {}).get(
-                            "poll_overlap_seconds", self.config.poll_overlap_seconds
-                        )
-                    )
+                    overlap = self._setting(connection, "poll_overlap_seconds")
                     since = (
                         checkpoint.position_updated_at - timedelta(seconds=overlap)
                     ).isoformat()
@@ -668,7 +650,9 @@ class Worker:
                     dedupe_key=f"{POLL}:{connection.id}:{entity}",
                 )
                 # Not due again until this chain is done (the last page resets it).
-                checkpoint.next_run_at = now + timedelta(seconds=self._poll_interval(connection))
+                checkpoint.next_run_at = now + timedelta(
+                    seconds=self._setting(connection, "poll_interval_seconds")
+                )
                 if job_id is not None:
                     created.append(job_id)
             if two_way:
@@ -731,17 +715,9 @@ class Worker:
             checkpoint.position_updated_at = start
         if checkpoint.next_run_at is not None and checkpoint.next_run_at > now:
             return None
-        overlap = float(
-            (connection.settings or {}).get(
-                "poll_overlap_seconds", self.config.poll_overlap_seconds
-            )
-        )
+        overlap = self._setting(connection, "poll_overlap_seconds")
         checkpoint.next_run_at = now + timedelta(
-            seconds=float(
-                (connection.settings or {}).get(
-                    "crm_poll_interval_seconds", self.config.crm_poll_interval_seconds
-                )
-            )
+            seconds=self._setting(connection, "crm_poll_interval_seconds")
         )
         return jobs.add_job(
             session,
